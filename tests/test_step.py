@@ -1,0 +1,182 @@
+"""TrainStep and evaluate on tiny CPU nets: learning, exact metrics, layouts, compile, NaN, errors."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.errors import BenchmarkError
+from benchmark.step import TrainStep, evaluate
+
+CPU = torch.device("cpu")
+
+
+def tiny_convnet(num_classes: int = 4) -> nn.Module:
+    """Conv + BN + ReLU + pool + linear: the op types of the paper's nets, at toy size."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, num_classes),
+    )
+
+
+def learnable_batch(n: int = 64, num_classes: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images whose class is the brightest of the first `num_classes` pixel-wise colour patterns."""
+    g = torch.Generator().manual_seed(1)
+    y = torch.randint(0, num_classes, (n,), generator=g)
+    x = torch.randn(n, 3, 8, 8, generator=g) * 0.5
+    x[:, 0] += y.view(n, 1, 1).float()  # the red channel's mean encodes the label
+    return x, y
+
+
+def sgd(model: nn.Module, lr: float = 0.1) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+
+
+def test_loss_goes_down_on_a_learnable_problem() -> None:
+    model = tiny_convnet()
+    step = TrainStep(model, sgd(model), CPU)
+    x, y = learnable_batch()
+    step.step(x, y)
+    first = step.pop_metrics()
+    for _ in range(60):
+        step.step(x, y)
+    step.pop_metrics()
+    step.step(x, y)
+    last = step.pop_metrics()
+    assert last["train_loss"] < 0.5 * first["train_loss"]
+    assert last["train_error"] < first["train_error"]
+
+
+def test_metrics_match_a_naive_reference() -> None:
+    model = tiny_convnet()
+    reference = copy.deepcopy(model)
+    x, y = learnable_batch(32)
+    step = TrainStep(model, sgd(model, lr=0.0), CPU)  # lr 0: both steps see the same weights
+    step.step(x[:16], y[:16])
+    step.step(x[16:], y[16:])
+    metrics = step.pop_metrics()
+
+    reference.train()
+    losses, wrong = [], 0
+    for xb, yb in ((x[:16], y[:16]), (x[16:], y[16:])):
+        logits = reference(xb)
+        losses += [F.cross_entropy(logits[i : i + 1], yb[i : i + 1]).item() for i in range(16)]
+        wrong += sum(int(logits[i].argmax()) != int(yb[i]) for i in range(16))
+    assert metrics["samples"] == 32
+    assert metrics["train_loss"] == pytest.approx(sum(losses) / 32, rel=1e-5)
+    assert metrics["train_error"] == pytest.approx(wrong / 32)
+    # popped metrics reset
+    assert step.pop_metrics()["samples"] == 0
+
+
+def test_step_updates_weights_and_uses_caller_lr() -> None:
+    model = tiny_convnet()
+    optimizer = sgd(model)
+    step = TrainStep(model, optimizer, CPU)
+    for group in optimizer.param_groups:
+        group["lr"] = 0.0
+    before = [p.detach().clone() for p in model.parameters()]
+    step.step(*learnable_batch())
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    for group in optimizer.param_groups:
+        group["lr"] = 0.05
+    step.step(*learnable_batch())
+    assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def one_step_loss(**options: object) -> tuple[float, list[torch.Tensor]]:
+    model = tiny_convnet()
+    step = TrainStep(model, sgd(model), CPU, **options)
+    x, y = learnable_batch()
+    step.step(x, y)
+    return step.pop_metrics()["train_loss"], [p.detach().clone() for p in model.parameters()]
+
+
+def test_channels_last_matches_eager() -> None:
+    loss, params = one_step_loss()
+    loss_cl, params_cl = one_step_loss(channels_last=True)
+    assert loss_cl == pytest.approx(loss, rel=1e-5)
+    for a, b in zip(params, params_cl):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_compile_and_channels_last_match_eager() -> None:
+    loss, params = one_step_loss()
+    started = time.perf_counter()
+    loss_c, params_c = one_step_loss(channels_last=True, compile=True)
+    print(f"compile of a tiny net: {time.perf_counter() - started:.1f} s")
+    assert loss_c == pytest.approx(loss, rel=1e-4)
+    for a, b in zip(params, params_c):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_bf16_on_cpu_is_close_to_fp32() -> None:
+    loss, _ = one_step_loss()
+    loss_bf16, _ = one_step_loss(precision="bf16")
+    assert loss_bf16 == pytest.approx(loss, rel=5e-2)
+
+
+def test_nan_input_gives_nan_train_loss() -> None:
+    model = tiny_convnet()
+    step = TrainStep(model, sgd(model), CPU)
+    x, y = learnable_batch()
+    x[0, 0, 0, 0] = float("nan")
+    step.step(x, y)  # no exception: divergence is reported, not raised
+    assert math.isnan(step.pop_metrics()["train_loss"])
+
+
+def test_fp16_on_cpu_is_a_clear_error() -> None:
+    model = tiny_convnet()
+    with pytest.raises(BenchmarkError, match="fp16.*CUDA"):
+        TrainStep(model, sgd(model), CPU, precision="fp16")
+    with pytest.raises(BenchmarkError, match="fp16.*CUDA"):
+        evaluate(model, [learnable_batch()], CPU, precision="fp16")
+
+
+def test_unknown_precision_is_a_clear_error() -> None:
+    model = tiny_convnet()
+    with pytest.raises(BenchmarkError, match="precision 'fp8'"):
+        TrainStep(model, sgd(model), CPU, precision="fp8")
+
+
+def test_evaluate_matches_a_naive_reference_and_restores_train_mode() -> None:
+    model = tiny_convnet(num_classes=10)
+    model.train()
+    x, y = learnable_batch(40, num_classes=10)
+    batches = [(x[:25], y[:25]), (x[25:], y[25:])]
+    metrics = evaluate(model, batches, CPU, channels_last=True)
+    assert model.training
+
+    model.eval()
+    with torch.no_grad():
+        logits = model(x)
+    top5 = logits.topk(5, dim=1).indices
+    top1_wrong = sum(int(top5[i, 0]) != int(y[i]) for i in range(40))
+    top5_wrong = sum(int(y[i]) not in top5[i].tolist() for i in range(40))
+    assert metrics["loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
+    assert metrics["top1_error"] == pytest.approx(top1_wrong / 40)
+    assert metrics["top5_error"] == pytest.approx(top5_wrong / 40)
+    assert 0.0 <= metrics["top1_error"] <= 1.0
+
+
+def test_evaluate_with_fewer_than_five_classes() -> None:
+    model = tiny_convnet(num_classes=4)
+    metrics = evaluate(model, [learnable_batch(8)], CPU)
+    assert metrics["top5_error"] == 0.0
+
+
+def test_evaluate_empty_loader_is_a_clear_error() -> None:
+    with pytest.raises(BenchmarkError, match="no batches"):
+        evaluate(tiny_convnet(), [], CPU)
