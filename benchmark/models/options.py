@@ -1,0 +1,83 @@
+"""Checking the options a model is built with, so a typo is a one-line ModelError, not a silent
+default: an unknown name, an unknown value, or an option the model does not have."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from benchmark.errors import ModelError
+
+# Section 3.3 of the paper: (A) zero-padding identity, (B) projections where dimensions increase,
+# (C) projections on all shortcuts.
+SHORTCUTS = ("A", "B", "C")
+# Where a downsampling bottleneck puts its stride: "1x1" as the paper's Caffe models do (Table 1's
+# FLOPs), "3x3" as torchvision and NVIDIA's "ResNet v1.5" do.
+BOTTLENECK_STRIDES = ("1x1", "3x3")
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Resolved options: what every block of one network is built with."""
+
+    shortcut: str | None  # None for plain nets
+    preact: bool
+    num_classes: int
+    bottleneck_stride: str | None  # None for nets of basic blocks
+
+
+def option_names(*, residual: bool, bottleneck: bool) -> tuple[str, ...]:
+    """The options a model takes: plain nets have no shortcut; only bottleneck nets a stride choice."""
+    names = ("shortcut",) if residual else ()
+    names += ("preact", "num_classes")
+    return names + (("bottleneck_stride",) if bottleneck else ())
+
+
+def parse_options(
+    model: str,
+    options: Mapping[str, object],
+    *,
+    residual: bool,
+    bottleneck: bool,
+    default_shortcut: str,
+    default_num_classes: int,
+) -> ModelOptions:
+    """Validate ``options`` for ``model``; an option given as None takes the model's default."""
+    allowed = option_names(residual=residual, bottleneck=bottleneck)
+    given = {key: value for key, value in options.items() if value is not None}
+    for key, value in given.items():
+        if key not in allowed:
+            raise ModelError(_not_taken(model, key, value, allowed))
+
+    shortcut = given.get("shortcut", default_shortcut) if residual else None
+    if residual and shortcut not in SHORTCUTS:
+        raise ModelError(
+            f"unknown shortcut {shortcut!r} for {model}; expected 'A' (identity, zero-padding "
+            "where dimensions increase), 'B' (projection where dimensions increase) or "
+            "'C' (projection on every shortcut)"
+        )
+    preact = given.get("preact", False)
+    if not isinstance(preact, bool):
+        raise ModelError(f"preact must be true or false for {model}, got {preact!r}")
+    num_classes = given.get("num_classes", default_num_classes)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ModelError(f"num_classes must be a positive integer for {model}, got {num_classes!r}")
+    stride = given.get("bottleneck_stride", "1x1") if bottleneck else None
+    if bottleneck and stride not in BOTTLENECK_STRIDES:
+        raise ModelError(
+            f"unknown bottleneck_stride {stride!r} for {model}; expected '1x1' (the paper: "
+            "stride in the first 1x1 conv) or '3x3' (torchvision's v1.5: stride in the 3x3 conv)"
+        )
+    return ModelOptions(shortcut, preact, num_classes, stride)
+
+
+def _not_taken(model: str, key: str, value: object, allowed: tuple[str, ...]) -> str:
+    takes = f"{model} takes: {', '.join(allowed)}"
+    if key == "shortcut":
+        return f"plain nets have no shortcut: {model} does not take shortcut={value!r} ({takes})"
+    if key == "bottleneck_stride":
+        return (
+            f"{model} has no bottleneck blocks, so bottleneck_stride={value!r} does not apply "
+            f"(only ImageNet resnet50/101/152 take it; {takes})"
+        )
+    return f"unknown option {key}={value!r} for {model}; {takes}"
