@@ -119,6 +119,13 @@ class TrainStep:
         self.optimizer = optimizer
         self._scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
         self._mode = compile_mode(self.device) if compile else None
+        if compile:
+            # Dynamo caches compiled graphs per code object, shared by every TrainStep in the
+            # process; after torch._dynamo.config.recompile_limit (8) different models it silently
+            # runs eager (measured: the 9th model trained uncompiled). Trials run one after another
+            # in a worker, so start from an empty cache; another live compiled TrainStep would only
+            # recompile on its next step (time, not correctness).
+            torch.compiler.reset()
         self._forward_loss: Callable[..., tuple[torch.Tensor, torch.Tensor]] = (
             torch.compile(_forward_loss, mode=self._mode) if compile else _forward_loss
         )

@@ -1,0 +1,393 @@
+"""Throughput profiling: images/s, peak memory and the fraction of peak FLOP/s, per configuration.
+
+For each model x batch size x precision x memory format x compilation x mode (train | infer), the
+step runs `warmup` times, then `iters` timed times on one fixed synthetic batch already on the
+device, so the number is the step alone (the loader is measured by tests/benchmarks). Rows are
+appended to `<out>/throughput.csv` as they are measured (schema: docs/interfaces.md), so runs on
+different machines build one table; the file is never rewritten.
+
+Timing: CUDA events around the timed loop on a GPU; `time.perf_counter` on a CPU (CPU kernels run
+synchronously). Peak memory: `torch.cuda.max_memory_allocated` on CUDA (tensors only, not the
+caching allocator's reserve); on a CPU, the peak resident set size above the baseline taken just
+before the configuration, sampled from /proc/self/statm every millisecond (after `malloc_trim` so
+memory freed by earlier configurations is not counted as already resident). It is approximate.
+"""
+
+from __future__ import annotations
+
+import csv
+import ctypes
+import dataclasses
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+
+import torch
+import yaml
+
+from benchmark.errors import ModelError, ResultsError, SuiteError
+from benchmark.models import build_model, count_multiply_adds, model_info
+from benchmark.provenance import cpu_model, git_commit
+from benchmark.step import PRECISIONS, TrainStep, autocast, autocast_dtype, compile_mode
+
+COLUMNS = (
+    "model", "mode", "batch_size", "precision", "channels_last", "compiled", "images_per_s",
+    "peak_memory_mb", "flops_fraction", "device_kind", "device_name", "device_peak_tflops",
+    "cpu_model", "cores", "driver", "cuda_version", "torch_version", "hostname", "git_commit",
+    "measured_at",
+)
+MODES = ("train", "infer")
+
+# Dense peak TFLOP/s per precision from the vendor datasheets (NVIDIA H100 Tensor Core GPU
+# datasheet; H200 datasheet: same compute as H100 SXM; A100 datasheet). "tf32" is what fp32
+# convolutions run at while torch.backends.cudnn.allow_tf32 is on, PyTorch's default.
+# Matched in order against torch.cuda.get_device_name(); unknown GPUs get no fraction.
+GPU_PEAK_TFLOPS: tuple[tuple[tuple[str, ...], dict[str, float]], ...] = (
+    (("H100", "NVL"), {"bf16": 835.0, "fp16": 835.0, "tf32": 417.5, "fp32": 60.0}),
+    (("H100", "PCIe"), {"bf16": 756.0, "fp16": 756.0, "tf32": 378.0, "fp32": 51.2}),
+    (("H100",), {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 66.9}),  # SXM
+    (("H200",), {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 66.9}),
+    (("A100",), {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5}),
+)
+# A training step costs about 3x the forward pass (forward, then gradients w.r.t. activations and
+# weights), the usual convention; DESIGN "Facts that matter".
+TRAIN_FORWARD_RATIO = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class ProfileConfig:
+    models: tuple[str, ...] = ("resnet20",)
+    batch_sizes: tuple[int, ...] = (128,)
+    precisions: tuple[str, ...] = ("fp32", "bf16")
+    channels_last: tuple[bool, ...] = (False, True)
+    compile: tuple[bool, ...] = (False,)
+    modes: tuple[str, ...] = MODES
+    warmup: int = 5
+    iters: int = 20
+
+
+def validate(config: ProfileConfig, where: str = "profile") -> ProfileConfig:
+    """Check every value before anything is measured, so bad input appends nothing."""
+    for name in config.models:
+        try:
+            model_info(name)
+        except ModelError as exc:
+            raise ModelError(f"{where}: models: {exc}") from None
+    for key in ("models", "batch_sizes", "precisions", "channels_last", "compile", "modes"):
+        if not getattr(config, key):
+            raise SuiteError(f"{where}: {key} is empty")
+    for size in config.batch_sizes:
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise SuiteError(f"{where}: batch size {size!r} must be a positive integer")
+    for precision in config.precisions:
+        if precision not in PRECISIONS:
+            raise SuiteError(f"{where}: precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    for mode in config.modes:
+        if mode not in MODES:
+            raise SuiteError(f"{where}: mode {mode!r}: expected one of {', '.join(MODES)}")
+    for key in ("channels_last", "compile"):
+        if not all(isinstance(v, bool) for v in getattr(config, key)):
+            raise SuiteError(f"{where}: {key} must be true, false or a list of them")
+    for key, least in (("warmup", 0), ("iters", 1)):
+        value = getattr(config, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise SuiteError(f"{where}: {key} {value!r} must be an integer >= {least}")
+    return config
+
+
+def load_config(path: Path) -> ProfileConfig:
+    """Read a profile YAML (suites/throughput.yaml); unknown keys and bad values are one-line errors."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise SuiteError(f"{path}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise SuiteError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise SuiteError(f"{path}: expected a mapping of keys, got {type(raw).__name__}")
+    fields = {f.name for f in dataclasses.fields(ProfileConfig)}
+    values = {}
+    for key, value in raw.items():
+        if key not in fields:
+            raise SuiteError(f"{path}: unknown key {key!r} (expected one of {', '.join(sorted(fields))})")
+        if key in ("warmup", "iters"):
+            values[key] = value
+        else:
+            values[key] = tuple(value) if isinstance(value, list) else (value,)
+    return validate(ProfileConfig(**values), where=str(path))
+
+
+def identify(device: torch.device) -> dict[str, str]:
+    """The device columns of a row: GPU name, driver and CUDA, or the CPU model and core count."""
+    info = {
+        "device_kind": device.type, "cpu_model": cpu_model(), "cores": str(len(os.sched_getaffinity(0))),
+        "driver": "", "cuda_version": "", "torch_version": torch.__version__,
+        "hostname": socket.gethostname(), "git_commit": git_commit(),
+    }
+    if device.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+        info["driver"] = _nvidia_driver()
+        info["cuda_version"] = torch.version.cuda or ""
+    else:
+        info["device_name"] = info["cpu_model"]
+    return info
+
+
+def _nvidia_driver() -> str:
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, check=True, timeout=30,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.splitlines()[0].strip() if out.strip() else ""
+
+
+def peak_tflops(device: torch.device, precision: str) -> float | None:
+    """The device's peak TFLOP/s for `precision`: datasheet on known GPUs, measured on a CPU.
+
+    A CPU has no datasheet number we can trust for the machine we are lent (cores are shared,
+    clocks vary), so its "peak" is the best rate of two dense kernels in the same dtype, best of
+    five runs each: a 2048x2048 matmul and a 3x3 convolution with 64 channels on 32x32 channels-last
+    maps (the widest conv of the paper's CIFAR nets). oneDNN ran ResNet-20's convs faster than the
+    matmul alone on these machines (direct brgemm kernels, not Winograd), hence the conv. The fraction
+    then says how close the whole net gets to its best kernel here, not to the silicon's limit, and
+    it is as noisy as the machine is shared.
+    """
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        key = "tf32" if precision == "fp32" and torch.backends.cudnn.allow_tf32 else precision
+        for needles, table in GPU_PEAK_TFLOPS:
+            if all(n in name for n in needles):
+                return table[key]
+        return None
+    if device.type != "cpu" or precision == "fp16":
+        return None
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+    x = torch.randn(32, 64, 32, 32, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(64, 64, 3, 3, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    kernels = (
+        (partial(torch.mm, a, b), 2 * 2048**3),
+        (partial(torch.nn.functional.conv2d, x, w, padding=1), 2 * 32 * 32 * 32 * 64 * 64 * 9),
+    )
+    best = 0.0
+    with torch.inference_mode():
+        for kernel, flops in kernels:
+            kernel()
+            for _ in range(5):
+                started = time.perf_counter()
+                kernel()
+                best = max(best, flops / (time.perf_counter() - started))
+    return best / 1e12
+
+
+def skip_reason(device: torch.device, precision: str, compiled: bool) -> str | None:
+    """Why a combination cannot run on this device, or None."""
+    if precision == "fp16" and device.type != "cuda":
+        return "fp16 needs a CUDA device (use bf16 on CPU)"
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return "this GPU has no bf16 support"
+    if compiled and device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        return "torch.compile on CPU needs a C++ compiler (none on PATH)"
+    return None
+
+
+@contextmanager
+def peak_memory_mb(device: torch.device) -> Iterator[list[float]]:
+    """Yields a one-element list that holds the peak memory in MiB once the block ends."""
+    result = [float("nan")]
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        yield result
+        torch.cuda.synchronize(device)
+        result[0] = torch.cuda.max_memory_allocated(device) / 2**20
+        return
+    _malloc_trim()
+    page = os.sysconf("SC_PAGE_SIZE")
+    baseline = _rss_pages()
+    peak = [baseline]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.001):
+            peak[0] = max(peak[0], _rss_pages())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield result
+    finally:
+        stop.set()
+        sampler.join()
+    result[0] = max(peak[0], _rss_pages()) - baseline
+    result[0] *= page / 2**20
+
+
+def _rss_pages() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1])
+
+
+def _malloc_trim() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: the baseline then includes freed-but-kept memory
+
+
+def measure(
+    model_name: str, mode: str, batch_size: int, precision: str, channels_last: bool,
+    compiled: bool, warmup: int, iters: int, device: torch.device,
+) -> tuple[float, float]:
+    """Images/s and peak memory (MiB) of one configuration."""
+    torch._dynamo.reset()  # each configuration compiles afresh; no recompile limit carried over
+    info = model_info(model_name)
+    torch.manual_seed(0)
+    model = build_model(model_name)
+    x = torch.randn(batch_size, *info.input_size, device=device)
+    y = torch.randint(0, _num_classes(model), (batch_size,), device=device)
+    with peak_memory_mb(device) as memory:
+        run = _train_runner(model, x, y, precision, channels_last, compiled, device) if mode == "train" \
+            else _infer_runner(model, x, precision, channels_last, compiled, device)
+        for _ in range(warmup):
+            run()
+        seconds = _time(run, iters, device)
+    return batch_size * iters / seconds, memory[0]
+
+
+def _num_classes(model: torch.nn.Module) -> int:
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    return last.out_features
+
+
+def _train_runner(model, x, y, precision, channels_last, compiled, device):  # noqa: ANN001, ANN202
+    # The paper's optimizer (Section 4.2): SGD, momentum 0.9, weight decay 1e-4. lr 0.01 keeps the
+    # random-label problem from producing denormals or NaNs that would distort CPU timings.
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    step = TrainStep(model, optimizer, device, precision, channels_last=channels_last, compile=compiled)
+    return partial(step.step, x, y)
+
+
+def _infer_runner(model, x, precision, channels_last, compiled, device):  # noqa: ANN001, ANN202
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=memory_format).eval()
+    forward = torch.compile(model, mode=compile_mode(device)) if compiled else model
+    x = x.contiguous(memory_format=memory_format)
+    dtype = autocast_dtype(precision, device)
+
+    def run() -> None:
+        with torch.inference_mode(), autocast(device, dtype):
+            forward(x)
+
+    return run
+
+
+def _time(run, iters: int, device: torch.device) -> float:  # noqa: ANN001
+    """Seconds for `iters` calls of `run`."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(iters):
+            run()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000
+    started = time.perf_counter()
+    for _ in range(iters):
+        run()
+    return time.perf_counter() - started
+
+
+def run_profile(config: ProfileConfig, out: Path, device: torch.device) -> list[dict[str, str]]:
+    """Measure every applicable combination, appending each row to `out`/throughput.csv as it comes."""
+    validate(config)
+    table = Path(out) / "throughput.csv"
+    check_header(table)
+    ident = identify(device)
+    _prime(device)
+    peaks: dict[str, float | None] = {}
+    rows = []
+    for name in config.models:
+        macs = count_multiply_adds(build_model(name), model_info(name).input_size)
+        for batch_size in config.batch_sizes:
+            for precision in config.precisions:
+                for channels_last in config.channels_last:
+                    for compiled in config.compile:
+                        reason = skip_reason(device, precision, compiled)
+                        if reason:
+                            print(f"skip {name} {precision} compile={compiled}: {reason}")
+                            continue
+                        if precision not in peaks:
+                            peaks[precision] = peak_tflops(device, precision)
+                        for mode in config.modes:
+                            images_per_s, memory = measure(
+                                name, mode, batch_size, precision, channels_last, compiled,
+                                config.warmup, config.iters, device,
+                            )
+                            flops = 2 * macs * (TRAIN_FORWARD_RATIO if mode == "train" else 1)
+                            peak = peaks[precision]
+                            row = {
+                                "model": name, "mode": mode, "batch_size": str(batch_size),
+                                "precision": precision, "channels_last": str(channels_last).lower(),
+                                "compiled": str(compiled).lower(), "images_per_s": f"{images_per_s:.1f}",
+                                "peak_memory_mb": f"{memory:.1f}",
+                                "flops_fraction": f"{images_per_s * flops / (peak * 1e12):.4f}" if peak else "",
+                                "device_peak_tflops": f"{peak:.3f}" if peak else "",
+                                "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                **ident,
+                            }
+                            append_row(table, row)
+                            rows.append(row)
+                            print(f"  {name:<10} {mode:<5} bs={batch_size:<4} {precision} "
+                                  f"channels_last={channels_last!s:<5} compiled={compiled!s:<5} "
+                                  f"{images_per_s:9.1f} img/s", flush=True)
+    return rows
+
+
+def _prime(device: torch.device) -> None:
+    """One small conv forward/backward, so library start-up (oneDNN/cuDNN handles, thread pools)
+    is not charged to the first configuration's time and memory."""
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1).to(device)
+    conv(torch.randn(2, 3, 8, 8, device=device)).sum().backward()
+
+
+def check_header(table: Path) -> None:
+    """An existing table must have this schema: it is appended to, never rewritten."""
+    if not table.exists() or table.stat().st_size == 0:
+        return
+    with table.open(newline="") as f:
+        header = next(csv.reader(f), [])
+    if tuple(header) != COLUMNS:
+        raise ResultsError(f"{table}: header does not match the throughput schema in docs/interfaces.md")
+
+
+def append_row(table: Path, row: dict[str, str]) -> None:
+    table.parent.mkdir(parents=True, exist_ok=True)
+    new = not table.exists() or table.stat().st_size == 0
+    with table.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def format_table(rows: Sequence[dict[str, str]]) -> str:
+    """A readable summary of measured rows."""
+    columns = ("model", "mode", "batch_size", "precision", "channels_last", "compiled", "images_per_s",
+               "peak_memory_mb", "flops_fraction")
+    widths = [max(len(c), *(len(r[c]) for r in rows)) for c in columns]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(r[c].ljust(w) for c, w in zip(columns, widths)) for r in rows]
+    return "\n".join(lines)

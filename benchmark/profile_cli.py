@@ -1,0 +1,77 @@
+"""`python -m benchmark profile`: parse, merge with --config, dispatch to benchmark.profile."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from benchmark.errors import BenchmarkError
+
+if TYPE_CHECKING:
+    import torch
+
+SWITCH = {"both": (False, True), "on": (True,), "off": (False,)}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "profile",
+        help="measure training/inference images/s, peak memory and fraction of peak FLOP/s",
+        description="Measure throughput for each model x batch size x precision x memory format x "
+        "compilation x mode and append the rows to <out>/throughput.csv. Flags override --config.",
+    )
+    parser.add_argument("--config", type=Path, help="a profile YAML, e.g. suites/throughput.yaml")
+    parser.add_argument("--models", nargs="+", metavar="NAME")
+    parser.add_argument("--batch-sizes", nargs="+", type=int, metavar="N")
+    parser.add_argument("--precisions", nargs="+", metavar="P", help="fp32 bf16 fp16")
+    parser.add_argument("--channels-last", choices=tuple(SWITCH))
+    parser.add_argument("--compile", choices=tuple(SWITCH))
+    parser.add_argument("--mode", nargs="+", dest="modes", metavar="MODE", help="train infer")
+    parser.add_argument("--warmup", type=int, metavar="N")
+    parser.add_argument("--iters", type=int, metavar="N")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
+    parser.add_argument("--out", type=Path, default=Path("results/throughput"))
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from benchmark import profile  # imported here: torch is slow to import and `--help` needs none
+
+    config = profile.load_config(args.config) if args.config else profile.ProfileConfig()
+    overrides = {
+        "models": tuple(args.models) if args.models else None,
+        "batch_sizes": tuple(args.batch_sizes) if args.batch_sizes else None,
+        "precisions": tuple(args.precisions) if args.precisions else None,
+        "channels_last": SWITCH[args.channels_last] if args.channels_last else None,
+        "compile": SWITCH[args.compile] if args.compile else None,
+        "modes": tuple(args.modes) if args.modes else None,
+        "warmup": args.warmup,
+        "iters": args.iters,
+    }
+    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    device = _device(args.device)
+    rows = profile.run_profile(config, args.out, device)
+    if rows:
+        print(profile.format_table(rows))
+        print(f"appended {len(rows)} rows to {args.out / 'throughput.csv'} ({rows[0]['device_name']})")
+    else:
+        print("nothing measured: every combination was skipped on this device")
+    return 0
+
+
+def _device(name: str) -> "torch.device":
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BenchmarkError(f"--device {name!r}: expected auto, cpu or cuda[:index]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BenchmarkError(f"--device {name!r}: no CUDA device is available here")
+    if device.type not in ("cpu", "cuda"):
+        raise BenchmarkError(f"--device {name!r}: expected auto, cpu or cuda[:index]")
+    return device
