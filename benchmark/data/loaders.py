@@ -1,0 +1,73 @@
+"""``build_loaders``: one interface over the three CIFAR-10 loaders ("device", "ffcv", "torch").
+
+Every loader yields ``(x, y)`` with ``x`` float32 NCHW (``x / 255 - mean_image / 255``, the
+paper's per-pixel mean subtraction, Section 4.2) and ``y`` int64, both on ``device``; ``len()`` is
+batches per epoch; ``epoch(index)`` is deterministic for (seed, index), reshuffled every epoch;
+iterating the loader runs the next epoch; ``num_examples`` is the number of images. All three use
+the same per-epoch order, so with ``augment=False`` they yield identical batches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from benchmark.data import jpeg_npz, preprocess
+from benchmark.data.cifar import CifarData
+from benchmark.data.device_loader import DeviceLoader
+from benchmark.data.torch_loader import TorchLoader
+from benchmark.errors import DataError
+
+LOADERS = ("device", "ffcv", "torch")
+
+
+class BatchLoader(Protocol):
+    num_examples: int
+    batch_size: int
+
+    def __len__(self) -> int: ...
+    def __iter__(self): ...
+    def epoch(self, index: int): ...
+
+
+def build_loaders(data: CifarData, loader: str = "device", batch_size: int = 128,
+                  device: torch.device | str = "cpu", seed: int = 0, augment: bool = True,
+                  eval_batch_size: int = 1000, num_workers: int = 2, beton_dir: str | Path | None = None,
+                  shuffle: bool = True) -> tuple[BatchLoader, BatchLoader]:
+    """(train_loader, eval_loader) for ``data``.
+
+    The training loader shuffles (``shuffle``), augments (``augment``: pad 4, random 32x32 crop,
+    horizontal flip) and drops the last partial batch so every step is a full batch, as in the
+    paper; the evaluation loader keeps the original order, every image and no augmentation. The
+    mean image is the training split's. ``num_workers`` is the DataLoader's worker processes
+    ("torch") or FFCV's threads ("ffcv"); the device loader uses none. ``beton_dir`` is where the
+    "ffcv" loader writes/reuses its .beton files (default ``~/.cache/resnet-benchmark/beton``).
+    """
+    if loader not in LOADERS:
+        raise DataError(f"unknown loader {loader!r}; expected one of {list(LOADERS)}")
+    if batch_size < 1 or eval_batch_size < 1:
+        raise DataError(f"batch sizes must be positive, got {batch_size} and {eval_batch_size}")
+    if batch_size > len(data.x_train):
+        raise DataError(f"batch_size {batch_size} exceeds the {len(data.x_train)} training images")
+    mean = preprocess.mean_image(data.x_train)
+    train_options = dict(batch_size=batch_size, device=device, seed=seed, augment=augment,
+                         shuffle=shuffle, drop_last=True)
+    eval_options = dict(batch_size=eval_batch_size, device=device, seed=seed, augment=False,
+                        shuffle=False, drop_last=False)
+    if loader == "device":
+        return (DeviceLoader(data.x_train, data.y_train, mean, **train_options),
+                DeviceLoader(data.x_eval, data.y_eval, mean, **eval_options))
+    if loader == "torch":
+        return (TorchLoader(data.x_train, data.y_train, mean, num_workers=num_workers, **train_options),
+                TorchLoader(data.x_eval, data.y_eval, mean, num_workers=num_workers, **eval_options))
+    from benchmark.data.beton import import_ffcv, write_cifar_betons
+
+    import_ffcv()  # a DataError with install instructions when FFCV is missing
+    from benchmark.data.ffcv_loader import FfcvLoader
+
+    beton_dir = Path(beton_dir) if beton_dir is not None else jpeg_npz.default_cache_dir() / "beton"
+    train_beton, eval_beton = write_cifar_betons(data, beton_dir, fields="raw", num_workers=num_workers)
+    return (FfcvLoader(train_beton, mean, num_workers=num_workers, **train_options),
+            FfcvLoader(eval_beton, mean, num_workers=num_workers, **eval_options))

@@ -1,0 +1,127 @@
+"""The "torch" loader: a ``torch.utils.data.DataLoader`` with torchvision transforms per PIL image.
+
+This is the pipeline of the usual PyTorch CIFAR reproductions (``RandomCrop(32, padding=4)``,
+``RandomHorizontalFlip()``, ``ToTensor()``, then the paper's mean-image subtraction, Section 4.2),
+kept as the portable fallback and as the baseline the other loaders are measured against. Images go
+through PIL one at a time, exactly as ``torchvision.datasets.CIFAR10`` hands them out.
+
+Determinism for (seed, epoch): the order is the shared per-epoch permutation
+(:func:`preprocess.epoch_order`); with workers, the DataLoader seeds each worker from a generator
+seeded per epoch; without workers, the transforms' draws from torch's global RNG run inside
+``fork_rng`` from a per-epoch seed, so the caller's RNG state is left untouched.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision import transforms
+
+from benchmark.data import preprocess
+
+
+class SubtractMeanImage:
+    """Subtract the training set's per-pixel mean (float32 CHW in [0, 1] units). A class, not a
+    lambda, so that worker processes can pickle it."""
+
+    def __init__(self, mean01: torch.Tensor) -> None:
+        self.mean01 = mean01
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return image - self.mean01
+
+
+class ArrayImageDataset(Dataset):
+    """uint8 NHWC arrays served as (transformed PIL image, label), like torchvision's CIFAR10."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: transforms.Compose) -> None:
+        self.images = images
+        self.labels = labels
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
+
+
+class FixedOrderSampler(Sampler[int]):
+    def __init__(self, order: Sequence[int]) -> None:
+        self.order = order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order)
+
+
+def cifar_transform(mean: np.ndarray, augment: bool) -> transforms.Compose:
+    steps: list = []
+    if augment:  # Section 4.2: zero-pad 4, random 32x32 crop, horizontal flip
+        steps += [transforms.RandomCrop(preprocess.SIZE, padding=preprocess.PAD),
+                  transforms.RandomHorizontalFlip()]
+    steps += [transforms.ToTensor(), SubtractMeanImage(preprocess.mean_chw01(mean))]
+    return transforms.Compose(steps)
+
+
+class TorchLoader:
+    """Same interface as :class:`DeviceLoader`: ``len``, ``epoch(index)``, ``iter``, ``num_examples``."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, mean: np.ndarray, batch_size: int,
+                 device: torch.device | str = "cpu", seed: int = 0, augment: bool = False,
+                 shuffle: bool = False, drop_last: bool = False, num_workers: int = 2) -> None:
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.num_workers = num_workers
+        self.num_examples = len(images)
+        self.dataset = ArrayImageDataset(images, labels, cifar_transform(mean, augment))
+        self._next_epoch = 0
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.num_examples // self.batch_size
+        return math.ceil(self.num_examples / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        index, self._next_epoch = self._next_epoch, self._next_epoch + 1
+        return self.epoch(index)
+
+    def epoch(self, index: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = preprocess.epoch_order(self.num_examples, self.seed, index, self.shuffle).tolist()
+        augment_seed = preprocess.stream_seed(self.seed, index, 1)
+        loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=FixedOrderSampler(order),
+                            drop_last=self.drop_last, num_workers=self.num_workers,
+                            pin_memory=self.device.type == "cuda",
+                            generator=torch.Generator().manual_seed(augment_seed))
+        batches = iter(loader) if self.num_workers > 0 else _isolated_rng(loader, augment_seed)
+        for images, labels in batches:
+            yield (images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True))
+
+
+def _isolated_rng(loader: DataLoader, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Fetch batches in-process with torch's global RNG seeded for this epoch, restoring the
+    caller's RNG around every fetch (the training step runs between fetches)."""
+    batches = iter(loader)
+    state = None
+    while True:
+        with torch.random.fork_rng(devices=[]):
+            if state is None:
+                torch.manual_seed(seed)
+            else:
+                torch.set_rng_state(state)
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            state = torch.get_rng_state()
+        yield batch
