@@ -1,0 +1,219 @@
+"""Assemble the report of one results folder: load, compute tables, draw figures, render, write.
+
+A pure function of ``results/<suite>/`` and the paper's numbers (``benchmark.reference``): it never
+trains and never reads anything else, so the same folder always gives the same report.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.reference import reproductions
+from benchmark.report import figures, tables
+from benchmark.report.load import Results, load_results
+from benchmark.report.render import Block, Heading, Paragraph, Table, save_figure, to_html, to_markdown
+
+
+def default_out_dir(results_dir: Path, suite: str) -> Path:
+    """``reports/<suite>`` beside the ``results/`` folder holding ``results_dir``, else under the CWD."""
+    resolved = results_dir.resolve()
+    if resolved.parent.name == "results":
+        return resolved.parent.parent / "reports" / suite
+    return Path("reports") / suite
+
+
+def _num(value: float, digits: int = 2) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _signed(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:+.2f}"
+
+
+def _mean_std(n: int, mean: float, std: float, digits: int = 2) -> str:
+    if n == 0:
+        return "—"
+    if n == 1:
+        return f"{mean:.{digits}f} (n=1)"
+    return f"{mean:.{digits}f} ± {std:.{digits}f} (n={n})"
+
+
+def _table(frame: pd.DataFrame) -> Table:
+    return Table(tuple(str(c) for c in frame.columns),
+                 tuple(tuple("" if (isinstance(v, float) and math.isnan(v)) else str(v) for v in row)
+                       for row in frame.itertuples(index=False)))
+
+
+def _summary(results: Results) -> list[Block]:
+    runs = results.runs
+    counts = tables.status_counts(results)
+    provenance = []
+    for column, label in (("dataset", "datasets"), ("data_source", "data sources"), ("device", "devices"),
+                          ("git_commit", "git commits"), ("torch_version", "torch")):
+        values = sorted(v for v in runs[column].unique() if v)
+        if values:
+            provenance.append(f"{label}: {', '.join(values)}")
+    return [Paragraph(f"Results folder: {results.path}. {len(runs)} trials: "
+                      + ", ".join(f"{n} {status}" for status, n in counts.items()) + "."),
+            Paragraph("; ".join(provenance) + "." if provenance else "No provenance recorded."),
+            Paragraph("All final errors are the last evaluation of each trial, never the best over time "
+                      "(that would select on the test set). Errors are percentages.")]
+
+
+def _missing(results: Results) -> list[Block]:
+    frame = tables.missing_table(results)
+    blocks: list[Block] = [Heading("What is missing")]
+    if frame.empty:
+        return blocks + [Paragraph("Nothing: every trial completed with the full number of evaluation points.")]
+    counts = tables.status_counts(results)
+    parts = [f"{counts[s]} {s}" for s in ("pending", "running", "failed", "diverged") if counts[s]]
+    no_metrics = int((frame["n_points"] == 0).sum())
+    blocks.append(Paragraph(
+        f"{len(frame)} of {len(results.runs)} trials are not fully usable"
+        + (f" ({', '.join(parts)})" if parts else "")
+        + (f"; {no_metrics} have no metrics at all" if no_metrics else "")
+        + ". Only completed trials enter the comparisons with the paper; curves show every trial that "
+          "has metrics."))
+    shown = frame.assign(error=frame["error"].str.slice(0, 120), seed=frame["seed"].map(lambda s: _num(s, 0)))
+    return blocks + [_table(shown)]
+
+
+def _reproduction(results: Results) -> list[Block]:
+    blocks: list[Block] = [Heading("Reproduction of the paper's tables")]
+    titles = {6: "Table 6: CIFAR-10 test error (%)", 2: "Table 2: ImageNet top-1 error (%), plain vs ResNet",
+              3: "Table 3: ImageNet error (%), shortcut options and deeper nets"}
+    any_rows = False
+    for number in (6, 2, 3):
+        frame = tables.reproduction_table(results, number)
+        if frame.empty:
+            continue
+        any_rows = True
+        tolerance = frame["tolerance"].iloc[0]
+        blocks += [Heading(titles[number], 3), Paragraph(
+            f"Measured: mean ± sample std over completed seeds (n). Difference = measured − paper. Verdict: "
+            f"'within ±{tolerance:.1f}' when |difference| ≤ {tolerance:.1f} point; 'above' = worse than the paper, "
+            "'below' = better.")]
+        shown = pd.DataFrame({
+            "model": frame["variant"], "metric": frame["metric"], "data source": frame["data_source"],
+            "eval split": frame["eval_split"],
+            "measured": [_mean_std(n, m, s) for n, m, s in zip(frame["n"], frame["mean"], frame["std"])],
+            "paper": frame["paper"].map(_num), "difference": frame["difference"].map(_signed),
+            "verdict": frame["verdict"], "not counted": frame["excluded"], "note": frame["note"]})
+        blocks.append(_table(shown))
+    if not any_rows:
+        blocks.append(Paragraph("No trial of these results matches a table of the paper."))
+    return blocks
+
+
+def _published(results: Results) -> list[Block]:
+    present = set(zip(results.runs["model"], results.runs["dataset"]))
+    frame = reproductions()
+    frame = frame[[(m, d) in present for m, d in zip(frame["model"], frame["dataset"])]]
+    if frame.empty:
+        return []
+    shown = frame[["source", "model", "shortcut", "metric", "value", "test_protocol", "note"]]
+    return [Heading("Published reproductions (context, not the paper)", 3),
+            Paragraph("Other people's numbers for the same models, each with its own recipe and evaluation; "
+                      "listed for context only, never used for a verdict."),
+            _table(shown.assign(value=shown["value"].map(_num)))]
+
+
+def _shortcuts(results: Results) -> list[Block]:
+    frame = tables.shortcut_table(results)
+    if frame.empty:
+        return []
+    cells = frame.assign(cell=[_mean_std(n, m, s) for n, m, s in zip(frame["n"], frame["mean"], frame["std"])])
+    wide = cells.pivot(index=["dataset", "model"], columns="shortcut", values="cell").fillna("—")
+    paper = cells.pivot(index=["dataset", "model"], columns="shortcut", values="paper")
+    for option in wide.columns.tolist():
+        wide[f"paper {option}"] = paper[option].map(_num)
+    wide.columns.name = None
+    return [Heading("Shortcut options A/B/C side by side"),
+            Paragraph("Final test error (%) per shortcut option: A zero-padding, B projection where dimensions "
+                      "increase, C all projections (Section 3.3, Table 3)."),
+            _table(wide.reset_index())]
+
+
+def _convergence(results: Results) -> list[Block]:
+    frame = tables.convergence_table(results)
+    if frame.empty:
+        return []
+
+    def cell(row: pd.Series) -> str:
+        if row["reached"] == 0:
+            return "not reached"
+        text = f"{row['mean_step']:.0f}"
+        return text if row["reached"] == row["trials"] else f"{text} ({row['reached']}/{row['trials']} trials)"
+
+    frame = frame.assign(cell=frame.apply(cell, axis=1),
+                         column=frame["threshold"].map(lambda t: f"train error ≤ {t:g}%"))
+    wide = frame.pivot(index=["dataset", "variant"], columns="column", values="cell")
+    order = list(dict.fromkeys(frame["column"]))
+    wide = wide[order].reset_index()
+    wide = wide.set_index("variant").loc[list(dict.fromkeys(frame["variant"]))].reset_index()
+    return [Heading("Convergence speed"),
+            Paragraph("Iterations until the training error at an evaluation point first falls to each threshold "
+                      "(mean over the trials that got there; 'k/n trials' when not all did)."),
+            _table(wide[["dataset", "variant"] + order])]
+
+
+def _throughput(results: Results) -> list[Block]:
+    blocks: list[Block] = []
+    runs = tables.run_throughput_table(results)
+    if not runs.empty:
+        blocks += [Heading("Throughput"), Paragraph("Training images/s recorded by the trials (runs.csv)."),
+                   _table(runs.assign(mean=runs["mean"].map(lambda v: _num(v, 0)),
+                                      std=runs["std"].map(lambda v: _num(v, 0))))]
+    hardware = tables.hardware_table(results)
+    if not hardware.empty:
+        if not blocks:
+            blocks.append(Heading("Throughput"))
+        devices = [c for c in hardware.columns if c not in
+                   ("model", "mode", "batch_size", "precision", "channels_last", "compiled")]
+        shown = hardware.assign(**{d: hardware[d].map(lambda v: _num(v, 0)) for d in devices},
+                                batch_size=hardware["batch_size"].map(lambda v: _num(v, 0)))
+        blocks += [Paragraph(f"Images/s per device from {results.throughput_path} (latest measurement of each "
+                             "setting)."), _table(shown)]
+    return blocks
+
+
+def _diagnostics(results: Results, folder: Path) -> list[Block]:
+    if not results.analysis:
+        return []
+    blocks: list[Block] = [Heading("Degradation diagnostics"),
+                           Paragraph(f"From {results.path / 'analysis'} (written by `python -m benchmark analyze`).")]
+    if "gradient_norms" in results.analysis:
+        blocks.append(save_figure(figures.gradient_figure(results.analysis["gradient_norms"]), folder))
+    if "layer_responses" in results.analysis:
+        blocks.append(save_figure(figures.response_figure(results.analysis["layer_responses"]), folder))
+    return blocks
+
+
+def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Write ``report.md``, ``report.html`` and ``figures/*.png|svg`` for one results folder.
+
+    ``out_dir`` defaults to ``reports/<suite>`` (see ``default_out_dir``). Returns the output folder.
+    Raises ``ResultsError`` for a missing, empty or malformed results folder.
+    """
+    results = load_results(results_dir)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(Path(results_dir), results.suite)
+    folder = out / "figures"
+    title = f"Reproduction report: {results.suite}"
+    blocks: list[Block] = _summary(results) + _missing(results)
+    curve_figures = figures.figure6(results)
+    if curve_figures:
+        blocks.append(Heading("Training curves (Figure 6)"))
+        blocks += [save_figure(named, folder) for named in curve_figures]
+    depth_figures = figures.depth_figure(results)
+    if depth_figures:
+        blocks.append(Heading("Final error against depth"))
+        blocks += [save_figure(named, folder) for named in depth_figures]
+    blocks += _reproduction(results) + _published(results) + _shortcuts(results)
+    blocks += _convergence(results) + _throughput(results) + _diagnostics(results, folder)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(to_markdown(title, blocks), encoding="utf-8")
+    (out / "report.html").write_text(to_html(title, blocks), encoding="utf-8")
+    return out
