@@ -13,7 +13,7 @@ def count_parameters(model: nn.Module) -> int:
     return sum(parameter.numel() for parameter in model.parameters())
 
 
-def count_multiply_adds(model: nn.Module, input_size: tuple[int, int, int] = (3, 224, 224)) -> int:
+def count_multiply_adds(model: nn.Module, input_size: tuple[int, int, int]) -> int:
     """Forward multiply-adds of conv and linear layers for one image of ``input_size`` (C, H, W).
 
     Counted with forward hooks on a one-image forward pass in eval mode, on the model's own
