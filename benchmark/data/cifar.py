@@ -148,7 +148,7 @@ def _find_npz(root: Path | None, environ: dict[str, str], cwd: Path, repo_root: 
     candidates = _jpeg_candidates(root, environ, cwd, repo_root)
     for candidate in candidates:
         if candidate.is_file():
-            return candidate
+            return candidate.resolve()
     raise DataError(f"the jpeg75 source needs {jpeg_npz.KNOWN_NAME}; looked at: "
                     f"{'; '.join(map(str, candidates))}. Pass root=<path to the npz> or set {ENV_VAR}")
 

@@ -17,7 +17,7 @@ import torch
 from benchmark.data import jpeg_npz, preprocess
 from benchmark.data.cifar import CifarData
 from benchmark.data.device_loader import DeviceLoader
-from benchmark.data.torch_loader import TorchLoader
+from benchmark.data.torch_loader import cifar_torch_loader
 from benchmark.errors import DataError
 
 LOADERS = ("device", "ffcv", "torch")
@@ -60,8 +60,9 @@ def build_loaders(data: CifarData, loader: str = "device", batch_size: int = 128
         return (DeviceLoader(data.x_train, data.y_train, mean, **train_options),
                 DeviceLoader(data.x_eval, data.y_eval, mean, **eval_options))
     if loader == "torch":
-        return (TorchLoader(data.x_train, data.y_train, mean, num_workers=num_workers, **train_options),
-                TorchLoader(data.x_eval, data.y_eval, mean, num_workers=num_workers, **eval_options))
+        train_augment, eval_augment = train_options.pop("augment"), eval_options.pop("augment")
+        return (cifar_torch_loader(data.x_train, data.y_train, mean, train_augment, num_workers=num_workers, **train_options),
+                cifar_torch_loader(data.x_eval, data.y_eval, mean, eval_augment, num_workers=num_workers, **eval_options))
     from benchmark.data.beton import import_ffcv, write_cifar_betons
 
     import_ffcv()  # a DataError with install instructions when FFCV is missing

@@ -62,6 +62,12 @@ class FixedOrderSampler(Sampler[int]):
         return iter(self.order)
 
 
+def cifar_torch_loader(images: np.ndarray, labels: np.ndarray, mean: np.ndarray, augment: bool,
+                       **options) -> TorchLoader:
+    """The usual CIFAR pipeline: PIL image -> (crop, flip) -> ToTensor -> mean subtraction."""
+    return TorchLoader(ArrayImageDataset(images, labels, cifar_transform(mean, augment)), **options)
+
+
 def cifar_transform(mean: np.ndarray, augment: bool) -> transforms.Compose:
     steps: list = []
     if augment:  # Section 4.2: zero-pad 4, random 32x32 crop, horizontal flip
@@ -72,19 +78,19 @@ def cifar_transform(mean: np.ndarray, augment: bool) -> transforms.Compose:
 
 
 class TorchLoader:
-    """Same interface as :class:`DeviceLoader`: ``len``, ``epoch(index)``, ``iter``, ``num_examples``."""
+    """Same interface as :class:`DeviceLoader`: ``len``, ``epoch(index)``, ``iter``, ``num_examples``,
+    over any map-style dataset of (image tensor, label) (CIFAR arrays or ImageNet folders)."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, mean: np.ndarray, batch_size: int,
-                 device: torch.device | str = "cpu", seed: int = 0, augment: bool = False,
-                 shuffle: bool = False, drop_last: bool = False, num_workers: int = 2) -> None:
+    def __init__(self, dataset: Dataset, batch_size: int, device: torch.device | str = "cpu",
+                 seed: int = 0, shuffle: bool = False, drop_last: bool = False, num_workers: int = 2) -> None:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.num_workers = num_workers
-        self.num_examples = len(images)
-        self.dataset = ArrayImageDataset(images, labels, cifar_transform(mean, augment))
+        self.num_examples = len(dataset)
+        self.dataset = dataset
         self._next_epoch = 0
 
     def __len__(self) -> int:

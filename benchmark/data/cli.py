@@ -1,0 +1,98 @@
+"""``python -m benchmark data ...``: prepare (resolve, download or decode and cache) CIFAR-10, and
+write FFCV .beton files. Parses and dispatches only; the work is in the data modules."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from benchmark.data import jpeg_npz
+from benchmark.data.cifar import SOURCES, SPLITS, load_cifar10
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    data = subparsers.add_parser("data", help="prepare datasets and write FFCV .beton files")
+    commands = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    data.set_defaults(func=PrintHelp(data))
+
+    prepare = commands.add_parser("prepare", help="resolve CIFAR-10, download or decode and cache it")
+    _source_arguments(prepare)
+    prepare.set_defaults(func=run_prepare)
+
+    beton = commands.add_parser("write-beton", help="write CIFAR-10 train/eval .beton files for the ffcv loader")
+    _source_arguments(beton)
+    beton.add_argument("--out", type=Path, required=True, help="output folder")
+    beton.add_argument("--fields", choices=("raw", "jpeg"), default="raw",
+                       help="raw pixels (lossless, default) or re-encoded JPEG (smaller, lossy)")
+    beton.add_argument("--workers", type=int, default=None, help="writer processes (default: all cores)")
+    beton.set_defaults(func=run_write_beton)
+
+    imagenet = commands.add_parser("write-imagenet-beton", help="write ImageNet train/val .beton files")
+    imagenet.add_argument("--root", type=Path, required=True, help="folder with train/ and val/ class folders")
+    imagenet.add_argument("--out", type=Path, required=True, help="output folder")
+    imagenet.add_argument("--fields", choices=("raw", "jpeg"), default="jpeg")
+    imagenet.add_argument("--max-resolution", type=int, default=None, help="cap on the longer side (px)")
+    imagenet.add_argument("--workers", type=int, default=None)
+    imagenet.set_defaults(func=run_write_imagenet_beton)
+
+
+class PrintHelp:
+    """Print the ``data`` parser's help when no data sub-command is given."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+    def __call__(self, args: argparse.Namespace) -> int:
+        self.parser.print_help()
+        return 2
+
+
+def _source_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", choices=SOURCES, default="auto")
+    parser.add_argument("--split", choices=SPLITS, default="train50k")
+    parser.add_argument("--root", type=Path, default=None,
+                        help="folder with cifar-10-batches-py, or the JPEG npz file")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help=f"decoded-array cache (default {jpeg_npz.default_cache_dir()})")
+    parser.add_argument("--seed", type=int, default=0, help="synthetic data and 45k/5k split seed")
+    parser.add_argument("--synthetic-size", type=int, default=2000)
+    parser.add_argument("--no-download", action="store_true", help="never download the official batches")
+
+
+def _load(args: argparse.Namespace):
+    return load_cifar10(args.source, args.split, root=args.root, seed=args.seed, cache_dir=args.cache_dir,
+                        synthetic_size=args.synthetic_size, download=not args.no_download)
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    data = _load(args)
+    print(f"source: {data.source} (asked for {args.source})")
+    print(f"from: {data.location}")
+    if data.source == "jpeg75":
+        print(f"decoded cache: {args.cache_dir or jpeg_npz.default_cache_dir()}")
+        print("note: JPEG quality 75 copy of CIFAR-10 (lossy); results on it must say so")
+    print(f"split: {data.split}: train {data.x_train.shape} / {data.eval_split} {data.x_eval.shape}")
+    means = data.x_train.reshape(-1, 3).mean(axis=0)
+    print("train per-channel mean (0-255): " + " / ".join(f"{m:.2f}" for m in means))
+    return 0
+
+
+def run_write_beton(args: argparse.Namespace) -> int:
+    from benchmark.data.beton import write_cifar_betons
+
+    data = _load(args)
+    train, evaluation = write_cifar_betons(data, args.out, fields=args.fields, num_workers=args.workers,
+                                           overwrite=True)
+    print(f"source: {data.source} ({data.location}), split {data.split}, fields {args.fields}")
+    print(f"train: {train}")
+    print(f"{data.eval_split}: {evaluation}")
+    return 0
+
+
+def run_write_imagenet_beton(args: argparse.Namespace) -> int:
+    from benchmark.data.beton import write_imagenet_betons
+
+    train, val = write_imagenet_betons(args.root, args.out, fields=args.fields,
+                                       max_resolution=args.max_resolution, num_workers=args.workers)
+    print(f"train: {train}\nval: {val}")
+    return 0
