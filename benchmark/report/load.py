@@ -88,8 +88,11 @@ def _read_csv(path: Path, required: tuple[str, ...], numeric: tuple[str, ...]) -
         raise ResultsError(f"{path}: missing columns {', '.join(missing)}")
     if len(set(header)) != len(header):
         raise ResultsError(f"{path}: duplicate column names in the header")
-    body = [row for row in rows[1:] if row]  # a trailing blank line is harmless
-    for line_number, row in enumerate(body, start=2):
+    body = []
+    for line_number, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue  # a blank line (e.g. trailing) is harmless
+        body.append(row)
         if len(row) != len(header):
             # A short or long line: a torn append, a comma in an unquoted field. Guessing which
             # cell moved where would give a silently wrong report.
