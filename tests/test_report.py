@@ -190,3 +190,29 @@ def test_report_from_pending_only(tmp_path: Path) -> None:
     markdown = (out / "report.md").read_text()
     assert "2 of 2 trials are not fully usable (2 pending); 2 have no metrics at all" in markdown
     assert "| plain20 | top1_error | jpeg75 | test | — | — | — | no completed trial | 2 pending |" in markdown
+
+
+def test_reads_what_the_results_writer_writes(tmp_path: Path) -> None:
+    """The project's own writer (benchmark.results) and this reader agree on the format (NaN, bools, blanks)."""
+    from benchmark.results import ResultsWriter
+
+    writer = ResultsWriter(tmp_path / "written")
+    common = {"suite": "written", "family": "cifar", "preact": False, "dataset": "cifar10", "data_source": "synthetic",
+              "eval_split": "test", "device": "cpu", "recipe_lr": 0.1}
+    writer.update_run("plain20-s0", model="plain20", kind="plain", depth=20, shortcut=None, seed=0, status="pending",
+                      **common)
+    writer.update_run("resnet20-s0", model="resnet20", kind="residual", depth=20, shortcut="A", seed=0,
+                      status="pending", **common)
+    for step, (train, test) in enumerate([(60.0, 62.0), (40.0, 45.0)], start=1):
+        writer.add_metrics("resnet20-s0", {"step": step * 100, "epoch": 0.1, "lr": 0.1, "train_loss": 1.0,
+                                           "train_error": train, "eval_loss": 1.0, "eval_error": test,
+                                           "eval_top5_error": 5.0, "eval_split": "test", "images_per_s": 400.0,
+                                           "wall_s": 1.0})
+    writer.add_metrics("plain20-s0", {"step": 100, "train_error": float("nan"), "eval_error": float("nan")})
+    writer.update_run("resnet20-s0", status="completed", final_eval_error=45.0, final_train_error=40.0)
+    writer.update_run("plain20-s0", status="diverged", error="loss is nan")
+    results = load_results(tmp_path / "written")
+    assert list(results.runs["variant"]) == ["plain20", "resnet20-A"]
+    row = _row(tables.reproduction_table(results, 6), variant="resnet20-A")
+    assert (row["n"], row["mean"], row["paper"]) == (1, 45.0, 8.75) and row["verdict"] == "above"
+    assert math.isnan(results.metrics.set_index("trial_id").loc["plain20-s0", "eval_error"])

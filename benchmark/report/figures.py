@@ -186,10 +186,15 @@ def response_figure(responses: pd.DataFrame) -> NamedFigure:
         row[1].set_title(f"{checkpoint}: sorted by magnitude")
         for ax in row:
             ax.set_ylabel("std of response")
+            # From 0 (std >= 0) with headroom: a flat line at 1 must not sit on the frame or get a 1e-5 offset axis.
+            ax.set_ylim(0, float(data["value"].max()) * 1.15 or 1.0)
+            ax.ticklabel_format(axis="y", useOffset=False)
             ax.legend(fontsize=8)
         row[0].set_xlabel("3×3 layer index")
         row[1].set_xlabel("rank")
     caption = ("Standard deviation of each 3×3 layer's response, after BN and before the addition/ReLU, as "
                "the paper's Figure 7: in original layer order (left) and sorted in descending order (right). "
-               "The paper finds residual responses generally smaller than plain ones.")
+               "The paper finds residual responses generally smaller than plain ones in trained nets. At "
+               "initialisation ('init') BN normalises with the batch's own statistics, so every response is "
+               "about 1 (BN's gamma) by construction.")
     return NamedFigure("layer_responses", caption, figure)

@@ -129,9 +129,11 @@ def depth_table(results: Results) -> pd.DataFrame:
     """Final test error against depth per (dataset, kind, shortcut), completed trials only."""
     trials = final_by_trial(results)
     trials = trials[(trials["status"] == "completed") & np.isfinite(trials["final_eval_error"])]
-    trials = trials.assign(series=np.where(trials["kind"] == "residual",
-                                           "residual " + trials["shortcut"].where(trials["shortcut"] != "", "?"),
-                                           "plain"))
+    series = ("residual " + trials["shortcut"].where(trials["shortcut"] != "", "?")).where(
+        trials["kind"] == "residual", "plain")
+    if trials["data_source"].nunique() > 1:  # never pool, say, the JPEG copy with the original data
+        series = series + " [" + trials["data_source"] + "]"
+    trials = trials.assign(series=series)
     grouped = trials.groupby(["dataset", "series", "kind", "depth"])["final_eval_error"]
     frame = grouped.agg(n="count", mean="mean", std="std").reset_index()
     return frame
