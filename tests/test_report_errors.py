@@ -76,7 +76,7 @@ def test_text_in_numeric_column(tmp_path: Path, capsys) -> None:
     text = (folder / "metrics.csv").read_text()
     (folder / "metrics.csv").write_text(text.replace("plain20-s0,300,0.768,0.1,0.625,25,0.25,10.0,",
                                                      "plain20-s0,300,0.768,0.1,0.625,25,0.25,ten,"))
-    _expect(folder, str(folder / "metrics.csv"), "column eval_error must be numeric", "'ten'", capsys=capsys)
+    _expect(folder, str(folder / "metrics.csv"), "column eval_error must be numeric, line 4 holds 'ten'", capsys=capsys)
 
 
 def test_duplicate_trial_step(tmp_path: Path, capsys) -> None:

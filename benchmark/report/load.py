@@ -88,11 +88,12 @@ def _read_csv(path: Path, required: tuple[str, ...], numeric: tuple[str, ...]) -
         raise ResultsError(f"{path}: missing columns {', '.join(missing)}")
     if len(set(header)) != len(header):
         raise ResultsError(f"{path}: duplicate column names in the header")
-    body = []
+    body, lines = [], []
     for line_number, row in enumerate(rows[1:], start=2):
         if not row:
             continue  # a blank line (e.g. trailing) is harmless
         body.append(row)
+        lines.append(line_number)
         if len(row) != len(header):
             # A short or long line: a torn append, a comma in an unquoted field. Guessing which
             # cell moved where would give a silently wrong report.
@@ -100,6 +101,7 @@ def _read_csv(path: Path, required: tuple[str, ...], numeric: tuple[str, ...]) -
                 f"{path}: line {line_number} has {len(row)} fields, the header has {len(header)}"
             )
     frame = pd.DataFrame(body, columns=header, dtype=object)
+    frame.attrs["lines"] = lines  # file line of each row, for error messages
     for name in frame.columns:
         frame[name] = frame[name].astype(object).map(str.strip)
     for name in (column for column in numeric if column in frame.columns):
@@ -109,10 +111,15 @@ def _read_csv(path: Path, required: tuple[str, ...], numeric: tuple[str, ...]) -
         if bad.any():
             first = int(np.flatnonzero(bad.to_numpy())[0])
             raise ResultsError(
-                f"{path}: column {name} must be numeric, line {first + 2} holds {text.iloc[first]!r}"
+                f"{path}: column {name} must be numeric, line {_line(frame, first)} holds {text.iloc[first]!r}"
             )
         frame[name] = values.astype(float)
     return frame
+
+
+def _line(frame: pd.DataFrame, position: int) -> int:
+    """The file line of row ``position`` (blank lines are skipped, so it is not position + 2)."""
+    return frame.attrs["lines"][position]
 
 
 def _check_percent(frame: pd.DataFrame, path: Path) -> None:
@@ -123,7 +130,7 @@ def _check_percent(frame: pd.DataFrame, path: Path) -> None:
             if bad.any():
                 first = int(np.flatnonzero(bad.to_numpy())[0])
                 raise ResultsError(
-                    f"{path}: column {name} is a percentage (0-100), line {first + 2} holds {values.iloc[first]}"
+                    f"{path}: column {name} is a percentage (0-100), line {_line(frame, first)} holds {values.iloc[first]}"
                 )
 
 
@@ -132,7 +139,7 @@ def _check_choice(frame: pd.DataFrame, column: str, allowed: tuple[str, ...], pa
     if bad.any():
         first = int(np.flatnonzero(bad.to_numpy())[0])
         raise ResultsError(
-            f"{path}: column {column} must be one of {'|'.join(allowed)}, line {first + 2} holds "
+            f"{path}: column {column} must be one of {'|'.join(allowed)}, line {_line(frame, first)} holds "
             f"{frame[column].iloc[first]!r}"
         )
 
@@ -142,7 +149,7 @@ def _parse_bool(frame: pd.DataFrame, column: str, path: Path) -> None:
     bad = ~lowered.isin(_TRUE | _FALSE)
     if bad.any():
         first = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ResultsError(f"{path}: column {column} must be true/false, line {first + 2} holds "
+        raise ResultsError(f"{path}: column {column} must be true/false, line {_line(frame, first)} holds "
                            f"{frame[column].iloc[first]!r}")
     frame[column] = lowered.isin(_TRUE)
 
