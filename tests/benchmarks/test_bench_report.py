@@ -11,7 +11,6 @@ import csv
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from benchmark.report import build_report
 from benchmark.report.load import METRICS_COLUMNS
