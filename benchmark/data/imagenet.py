@@ -84,6 +84,12 @@ def load_imagenet(root: str | Path) -> tuple[ImageFolderSplit, ImageFolderSplit]
     return train, scan_split(root / "val", train.classes)
 
 
+def check_imagenet_folder(root: str | Path) -> tuple[ImageFolderSplit, ImageFolderSplit]:
+    """Preflight before a run: the tree exists and both splits hold images (a DataError otherwise).
+    It lists files only; :func:`check_images` decodes every image (slow, done before FFCV writes)."""
+    return load_imagenet(root)
+
+
 def open_rgb(path: Path) -> Image.Image:
     """Decode an image fully (so a truncated file fails here), as RGB; a DataError names the file."""
     try:
