@@ -140,6 +140,11 @@ def test_auto_order_root_then_data_root_then_shared_npz(isolated, fake_batches):
     assert resolve_auto(None, environ={}, cwd=work, repo_root=nowhere, download=False) == ("torchvision", data_root)
 
 
+def test_auto_explicit_npz_that_does_not_exist_is_an_error(isolated):
+    with pytest.raises(DataError, match="typo.npz: no such npz file"):
+        resolve_auto(isolated / "typo.npz", environ={}, cwd=isolated / "work", download=False)
+
+
 def test_missing_dataset_is_one_error_saying_where_and_how(isolated):
     with pytest.raises(DataError) as info:
         resolve_auto(None, environ={}, cwd=isolated / "work", repo_root=isolated / "repo", download=False)

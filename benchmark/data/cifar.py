@@ -35,7 +35,7 @@ HOW_TO_PROVIDE = (f"set {ENV_VAR}=<folder holding {BATCHES_DIR}, or the {jpeg_np
                   "`python -m benchmark data prepare --source torchvision` where there is internet")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: element-wise array comparison has no truth value
 class CifarData:
     """CIFAR-10 (or a synthetic stand-in) in memory. Arrays are read-only."""
 
@@ -113,6 +113,8 @@ def resolve_auto(root: str | Path | None = None, *, environ: dict[str, str] | No
     cwd = Path.cwd() if cwd is None else cwd
     looked: list[str] = []
     explicit = [Path(root).expanduser()] if root is not None else []
+    if root is not None and explicit[0].suffix == ".npz" and not explicit[0].is_file():
+        raise DataError(f"{explicit[0]}: no such npz file")  # a typo must not fall back silently
     if env := environ.get(ENV_VAR):
         env_path = Path(env).expanduser()
         if not (env_path.is_file() or _batches_folder(env_path)):
@@ -175,7 +177,8 @@ def _readonly(array: np.ndarray) -> np.ndarray:
 def load_cifar10(source: str = "auto", split: str = "train50k", root: str | Path | None = None,
                  seed: int = 0, cache_dir: str | Path | None = None, synthetic_size: int = 2000,
                  download: bool = True) -> CifarData:
-    """Load CIFAR-10 from ``source`` ("auto" | "torchvision" | "jpeg75" | "synthetic").
+    """Load CIFAR-10 from ``source`` ("auto" | "torchvision" | "jpeg75" | "synthetic"); "auto"
+    looks in the order documented in :func:`resolve_auto`.
 
     - ``root``: the data root for "torchvision" (default ``~/.cache/resnet-benchmark/cifar10``),
       the npz file (or a folder holding it) for "jpeg75", the first place "auto" looks.
