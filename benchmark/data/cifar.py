@@ -117,7 +117,7 @@ def resolve_auto(root: str | Path | None = None, *, environ: dict[str, str] | No
         raise DataError(f"{explicit[0]}: no such npz file")  # a typo must not fall back silently
     if env := environ.get(ENV_VAR):
         env_path = Path(env).expanduser()
-        if not (env_path.is_file() or _batches_folder(env_path)):
+        if not ((env_path.is_file() and env_path.suffix == ".npz") or _batches_folder(env_path)):
             raise DataError(f"{ENV_VAR}={env} is neither a folder holding {BATCHES_DIR} nor an npz file")
         explicit.append(env_path)
     for path in explicit:
