@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import partial
+from itertools import product
 from pathlib import Path
 
 import torch
@@ -251,7 +252,7 @@ def measure(
     compiled: bool, warmup: int, iters: int, device: torch.device,
 ) -> tuple[float, float]:
     """Images/s and peak memory (MiB) of one configuration."""
-    torch._dynamo.reset()  # each configuration compiles afresh; no recompile limit carried over
+    torch.compiler.reset()  # each configuration compiles afresh; no recompile limit carried over
     info = model_info(model_name)
     torch.manual_seed(0)
     model = build_model(model_name)
@@ -286,7 +287,11 @@ def _infer_runner(model, x, precision, channels_last, compiled, device):  # noqa
     x = x.contiguous(memory_format=memory_format)
     dtype = autocast_dtype(precision, device)
 
+    mark_step = compiled and compile_mode(device) == "reduce-overhead"
+
     def run() -> None:
+        if mark_step:  # a new CUDA-graph iteration: last call's outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.inference_mode(), autocast(device, dtype):
             forward(x)
 
@@ -317,42 +322,45 @@ def run_profile(config: ProfileConfig, out: Path, device: torch.device) -> list[
     check_header(table)
     ident = identify(device)
     _prime(device)
+    # Fixed input shapes: let cuDNN pick the fastest conv algorithms (what a tuned GPU run does).
+    cudnn_benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    try:
+        return _measure_all(config, table, ident, device)
+    finally:
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+
+
+def _measure_all(config: ProfileConfig, table: Path, ident: dict[str, str], device: torch.device) -> list[dict[str, str]]:
+    macs = {name: count_multiply_adds(build_model(name), model_info(name).input_size) for name in config.models}
     peaks: dict[str, float | None] = {}
     rows = []
-    for name in config.models:
-        macs = count_multiply_adds(build_model(name), model_info(name).input_size)
-        for batch_size in config.batch_sizes:
-            for precision in config.precisions:
-                for channels_last in config.channels_last:
-                    for compiled in config.compile:
-                        reason = skip_reason(device, precision, compiled)
-                        if reason:
-                            print(f"skip {name} {precision} compile={compiled}: {reason}")
-                            continue
-                        if precision not in peaks:
-                            peaks[precision] = peak_tflops(device, precision)
-                        for mode in config.modes:
-                            images_per_s, memory = measure(
-                                name, mode, batch_size, precision, channels_last, compiled,
-                                config.warmup, config.iters, device,
-                            )
-                            flops = 2 * macs * (TRAIN_FORWARD_RATIO if mode == "train" else 1)
-                            peak = peaks[precision]
-                            row = {
-                                "model": name, "mode": mode, "batch_size": str(batch_size),
-                                "precision": precision, "channels_last": str(channels_last).lower(),
-                                "compiled": str(compiled).lower(), "images_per_s": f"{images_per_s:.1f}",
-                                "peak_memory_mb": f"{memory:.1f}",
-                                "flops_fraction": f"{images_per_s * flops / (peak * 1e12):.4f}" if peak else "",
-                                "device_peak_tflops": f"{peak:.3f}" if peak else "",
-                                "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                **ident,
-                            }
-                            append_row(table, row)
-                            rows.append(row)
-                            print(f"  {name:<10} {mode:<5} bs={batch_size:<4} {precision} "
-                                  f"channels_last={channels_last!s:<5} compiled={compiled!s:<5} "
-                                  f"{images_per_s:9.1f} img/s", flush=True)
+    grid = product(config.models, config.batch_sizes, config.precisions, config.channels_last, config.compile)
+    for name, batch_size, precision, channels_last, compiled in grid:
+        if reason := skip_reason(device, precision, compiled):
+            print(f"skip {name} {precision} compile={compiled}: {reason}")
+            continue
+        if precision not in peaks:
+            peaks[precision] = peak_tflops(device, precision)
+        peak = peaks[precision]
+        for mode in config.modes:
+            images_per_s, memory = measure(
+                name, mode, batch_size, precision, channels_last, compiled, config.warmup, config.iters, device
+            )
+            flops_per_image = 2 * macs[name] * (TRAIN_FORWARD_RATIO if mode == "train" else 1)
+            row = {
+                "model": name, "mode": mode, "batch_size": str(batch_size), "precision": precision,
+                "channels_last": str(channels_last).lower(), "compiled": str(compiled).lower(),
+                "images_per_s": f"{images_per_s:.1f}", "peak_memory_mb": f"{memory:.1f}",
+                "flops_fraction": f"{images_per_s * flops_per_image / (peak * 1e12):.4f}" if peak else "",
+                "device_peak_tflops": f"{peak:.3f}" if peak else "",
+                "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                **ident,
+            }
+            append_row(table, row)
+            rows.append(row)
+            print(f"  {name} {mode} bs={batch_size} {precision} channels_last={channels_last} "
+                  f"compiled={compiled}: {images_per_s:.1f} img/s", flush=True)
     return rows
 
 
