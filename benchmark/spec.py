@@ -126,6 +126,12 @@ class Suite(_Strict):
         return seeds
 
     @model_validator(mode="after")
+    def _imagenet_loader(self) -> "Suite":
+        if self.data.dataset == "imagenet" and self.loader != "torch":
+            raise ValueError(f"loader: imagenet trains with the 'torch' loader (ImageFolder + DataLoader), got '{self.loader}'")
+        return self
+
+    @model_validator(mode="after")
     def _models_exist(self) -> "Suite":
         for index, name in enumerate(self.model_names()):
             _check_model(name, self.data.dataset, index, self.grid.model is not None)

@@ -47,7 +47,7 @@ def seed_everything(seed: int) -> None:
 
 
 def load_data(trial: Trial) -> Any:
-    """The trial's dataset, restricted to the suite's subsets (same subset for every seed)."""
+    """The trial's CIFAR-10 arrays, restricted to the suite's subsets (same subset for every seed)."""
     from benchmark.data import load_cifar10
 
     spec = trial.data
@@ -63,6 +63,32 @@ def load_data(trial: Trial) -> Any:
     return dataclasses.replace(data, **changes) if changes else data
 
 
+def build_trial_loaders(trial: Trial, device: torch.device, beton_dir: Path | None) -> tuple[Any, Any, dict[str, str]]:
+    """(train_loader, eval_loader, {data_source, eval_split}) for the trial's dataset."""
+    from benchmark.data import build_loaders
+
+    if trial.data.dataset == "imagenet":
+        from benchmark.data.imagenet import build_imagenet_loaders
+
+        train_loader, eval_loader = build_imagenet_loaders(
+            trial.data.root, batch_size=trial.recipe.batch_size, device=device, seed=trial.seed,
+            eval_batch_size=trial.eval_batch_size, num_workers=trial.data.num_workers,
+        )
+        return train_loader, eval_loader, {"data_source": "folder", "eval_split": "val"}
+    data = load_data(trial)
+    train_loader, eval_loader = build_loaders(
+        data,
+        loader=trial.loader,
+        batch_size=trial.recipe.batch_size,
+        device=device,
+        seed=trial.seed,
+        eval_batch_size=trial.eval_batch_size,
+        num_workers=trial.data.num_workers,
+        beton_dir=beton_dir,
+    )
+    return train_loader, eval_loader, {"data_source": data.source, "eval_split": data.eval_split}
+
+
 def train_trial(
     trial: Trial,
     report: Report,
@@ -71,7 +97,6 @@ def train_trial(
     beton_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Train one trial; returns the last reported row (its `status` is `completed` or `diverged`)."""
-    from benchmark.data import build_loaders
     from benchmark.models import build_model
     from benchmark.step import TrainStep, evaluate
 
@@ -81,24 +106,14 @@ def train_trial(
     seed_everything(trial.seed)
     recipe = trial.recipe
 
-    data = load_data(trial)
-    train_loader, eval_loader = build_loaders(
-        data,
-        loader=trial.loader,
-        batch_size=recipe.batch_size,
-        device=device,
-        seed=trial.seed,
-        eval_batch_size=trial.eval_batch_size,
-        num_workers=trial.data.num_workers,
-        beton_dir=beton_dir,
-    )
+    train_loader, eval_loader, data_fields = build_trial_loaders(trial, device, beton_dir)
     model = build_model(trial.model, **trial.model_options()).to(device)
     # Section 3.4/4.2: SGD, momentum 0.9, weight decay 1e-4 on all weights, as the paper states it.
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     schedule = LRSchedule.for_depth(recipe, trial.depth)
     trainer = TrainStep(model, optimizer, device, precision=trial.precision, channels_last=trial.channels_last, compile=trial.compile)
 
-    base = {"status": "running", "data_source": data.source, "eval_split": data.eval_split, **provenance(device)}
+    base = {"status": "running", **data_fields, **provenance(device)}
     state = _load_checkpoint(checkpoint_path, model, optimizer, schedule, device)
     step, wall_before = state["step"], state["wall_s"]
     if state["last_row"] is not None:
@@ -108,7 +123,7 @@ def train_trial(
 
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
-        raise BenchmarkError(f"trial {trial.trial_id}: {len(data.y_train)} training images make no full batch of {recipe.batch_size}")
+        raise BenchmarkError(f"trial {trial.trial_id}: the training set makes no full batch of {recipe.batch_size}")
     started = time.perf_counter()
     interval_start, interval_samples = started, 0
     window = _Window()

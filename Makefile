@@ -1,0 +1,65 @@
+# Everything runs inside .venv in the repository root, created when missing.
+#   make run     the degradation suite at the size this machine can do (GPU: the paper's schedule)
+#   make test    the test suite (installs the project, its dev tools and, where the system
+#                libraries are present, the FFCV extra)
+#   make bench   the benchmarks (pytest-benchmark): loaders, training step, fleet, report
+#   make system-deps   Debian packages for FFCV and the browser test (needs root)
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+FFCV_STAMP := $(VENV)/.installed-ffcv
+DEBIAN_PACKAGES := pkg-config libturbojpeg0-dev libopencv-dev chromium
+
+.PHONY: install install-ffcv system-deps test bench run run-gpu run-cpu smoke clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+
+# torch and torchvision first: their range in pyproject admits the known-good 2.14.1/0.29.1 pair.
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install -q -e '.[dev]'
+	@touch $@
+
+install: $(STAMP)
+
+# FFCV compiles against libturbojpeg and OpenCV (Debian: $(DEBIAN_PACKAGES)) and against the torch
+# already in the venv, hence no build isolation; it imports pillow without declaring it.
+$(FFCV_STAMP): $(STAMP)
+	$(PIP) install -q --no-build-isolation -e '.[ffcv]'
+	@touch $@
+
+install-ffcv: $(FFCV_STAMP)
+
+system-deps:
+	@if dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1; then echo "system-deps: already installed"; \
+	else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; fi
+
+# The FFCV extra is installed when its system libraries are there (CI installs them first).
+test: $(STAMP)
+	@if pkg-config --exists libturbojpeg opencv4 2>/dev/null; then $(MAKE) --no-print-directory install-ffcv; \
+	else echo "test: FFCV's system libraries are missing (make system-deps); its tests will be skipped"; fi
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m pytest tests/benchmarks --benchmark-only --benchmark-columns=min,mean,rounds -q
+
+# The main job: the paper's schedule where a GPU is present, the CPU-sized suite otherwise.
+run: $(STAMP)
+	@if $(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then \
+		$(MAKE) --no-print-directory run-gpu; else $(MAKE) --no-print-directory run-cpu; fi
+
+run-gpu: $(STAMP)
+	$(PY) -m benchmark run suites/degradation.yaml
+
+run-cpu: $(STAMP)
+	$(PY) -m benchmark run suites/degradation_cpu.yaml
+
+smoke: $(STAMP)
+	$(PY) -m benchmark run suites/degradation.yaml --smoke --set resources.gpu=0 --set resources.cpu=1 --set precision=fp32 --set compile=false
+
+clean-venv:
+	rm -rf $(VENV)
