@@ -6,8 +6,8 @@ device, so the number is the step alone (the loader is measured by tests/benchma
 appended to `<out>/throughput.csv` as they are measured (schema: docs/interfaces.md), so runs on
 different machines build one table; the file is never rewritten.
 
-Timing: CUDA events around the timed loop on a GPU; `time.perf_counter` on a CPU (CPU kernels run
-synchronously). Peak memory: `torch.cuda.max_memory_allocated` on CUDA (tensors only, not the
+Timing: CUDA events around the timed loop on a GPU; on a CPU the median of per-iteration
+`time.perf_counter` times (CPU kernels run synchronously; the median resists other users' bursts). Peak memory: `torch.cuda.max_memory_allocated` on CUDA (tensors only, not the
 caching allocator's reserve); on a CPU, the peak resident set size above the baseline taken just
 before the configuration, sampled from /proc/self/statm every millisecond (after `malloc_trim` so
 memory freed by earlier configurations is not counted as already resident). It is approximate.
@@ -21,6 +21,7 @@ import dataclasses
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import threading
 import time
@@ -263,8 +264,8 @@ def measure(
             else _infer_runner(model, x, precision, channels_last, compiled, device)
         for _ in range(warmup):
             run()
-        seconds = _time(run, iters, device)
-    return batch_size * iters / seconds, memory[0]
+        seconds = _seconds_per_iteration(run, iters, device)
+    return batch_size / seconds, memory[0]
 
 
 def _num_classes(model: torch.nn.Module) -> int:
@@ -298,8 +299,10 @@ def _infer_runner(model, x, precision, channels_last, compiled, device):  # noqa
     return run
 
 
-def _time(run, iters: int, device: torch.device) -> float:  # noqa: ANN001
-    """Seconds for `iters` calls of `run`."""
+def _seconds_per_iteration(run, iters: int, device: torch.device) -> float:  # noqa: ANN001
+    """CUDA: events around all `iters` calls (the GPU runs ahead of the host), divided by `iters`.
+    CPU: the median of per-call `perf_counter` times, since CPU kernels run synchronously and the
+    median shrugs off bursts from other processes on shared cores (these machines are shared)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -308,11 +311,13 @@ def _time(run, iters: int, device: torch.device) -> float:  # noqa: ANN001
             run()
         end.record()
         end.synchronize()
-        return start.elapsed_time(end) / 1000
-    started = time.perf_counter()
+        return start.elapsed_time(end) / 1000 / iters
+    times = []
     for _ in range(iters):
+        started = time.perf_counter()
         run()
-    return time.perf_counter() - started
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def run_profile(config: ProfileConfig, out: Path, device: torch.device) -> list[dict[str, str]]:
