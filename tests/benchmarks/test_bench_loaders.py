@@ -85,7 +85,7 @@ def test_loader_epoch(benchmark, data, rates, tmp_path_factory, name):
     rate = images / benchmark.stats.stats.median
     rates[name] = rate
     benchmark.extra_info.update({"loader": name, "images_per_epoch": images, "images_per_s": round(rate, 1),
-                                 "torch_threads": 1, "num_workers": 2})
+                                 "torch_threads": 1, "num_workers": 0 if name == "device" else 2})
 
 
 def test_jpeg_decode(benchmark):
