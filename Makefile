@@ -26,10 +26,10 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-# FFCV compiles against libturbojpeg and OpenCV (Debian: $(DEBIAN_PACKAGES)) and against the torch
-# already in the venv, hence no build isolation; it imports pillow without declaring it.
+# FFCV compiles against libturbojpeg and OpenCV (Debian: $(DEBIAN_PACKAGES)), after torch is in
+# the venv; it imports pillow without declaring it (the extra lists it).
 $(FFCV_STAMP): $(STAMP)
-	$(PIP) install -q --no-build-isolation -e '.[ffcv]'
+	$(PIP) install -q -e '.[ffcv]'
 	@touch $@
 
 install-ffcv: $(FFCV_STAMP)

@@ -97,14 +97,19 @@ def _duration(seconds: float) -> str:
 
 def check_data(suite: Suite) -> None:
     """Resolve the dataset before anything starts, so a missing one is one clear error."""
-    if suite.data.dataset == "cifar10":
-        from benchmark.data import load_cifar10
+    from benchmark.errors import DataError
 
-        load_cifar10(source=suite.data.source, split=suite.data.split, root=suite.data.root)
-    else:
-        from benchmark.data.imagenet import check_imagenet_folder
+    try:
+        if suite.data.dataset == "cifar10":
+            from benchmark.data import load_cifar10
 
-        check_imagenet_folder(suite.data.root)
+            load_cifar10(source=suite.data.source, split=suite.data.split, root=suite.data.root)
+        else:
+            from benchmark.data.imagenet import check_imagenet_folder
+
+            check_imagenet_folder(suite.data.root)
+    except DataError as exc:
+        raise DataError(f"data.source={suite.data.source}: {exc} (in a suite: data.root or --source)") from None
 
 
 def check_loader(suite: Suite) -> None:

@@ -84,9 +84,9 @@ def read_torchvision(root: Path, download: bool) -> tuple[np.ndarray, np.ndarray
 
 
 def _jpeg_candidates(root: Path | None, environ: dict[str, str], cwd: Path, repo_root: Path) -> list[Path]:
+    if root is not None:  # an explicit place is the only place: a typo must not fall back silently
+        return [root if root.suffix == ".npz" else root / jpeg_npz.KNOWN_NAME]
     candidates = []
-    if root is not None:
-        candidates.append(root if root.suffix == ".npz" else root / jpeg_npz.KNOWN_NAME)
     env = environ.get(ENV_VAR)
     if env and Path(env).suffix == ".npz":
         candidates.append(Path(env))
