@@ -1,0 +1,88 @@
+"""train_trial's rules: the learning-rate schedule, warm-up, divergence, checkpoint resume."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from benchmark.recipes import CIFAR10_HE2015, IMAGENET_HE2015
+from benchmark.schedule import LRSchedule
+from benchmark.spec import load_suite
+from benchmark.train import train_trial
+
+
+def test_resnet110_warms_up_until_training_error_below_80_percent() -> None:
+    schedule = LRSchedule.for_depth(CIFAR10_HE2015, depth=110)
+    assert schedule.lr(0) == pytest.approx(0.01)
+    schedule.observe_train_error(step=200, train_error=85.0)
+    assert schedule.lr(200) == pytest.approx(0.01)
+    schedule.observe_train_error(step=400, train_error=79.0)  # Section 4.2: "below 80%" -> back to 0.1
+    assert schedule.lr(400) == pytest.approx(0.1)
+    assert LRSchedule.for_depth(CIFAR10_HE2015, depth=56).lr(0) == pytest.approx(0.1)
+
+
+def test_plateau_schedule_divides_by_ten_after_patience() -> None:
+    schedule = LRSchedule.for_depth(IMAGENET_HE2015, depth=34)
+    for error in (60.0, 50.0, 45.0):  # improving
+        schedule.observe_eval_error(error)
+    assert schedule.lr(0) == pytest.approx(0.1)
+    for error in (45.05, 44.99, 45.2):  # three evaluations without 0.1 points of progress
+        schedule.observe_eval_error(error)
+    assert schedule.lr(0) == pytest.approx(0.01)
+    restored = LRSchedule.for_depth(IMAGENET_HE2015, depth=34)
+    restored.load_state_dict(schedule.state_dict())
+    assert restored == schedule
+
+
+def suite_file(tmp_path: Path, recipe: str, models: str = "plain20") -> Path:
+    path = tmp_path / "t.yaml"
+    path.write_text(f"""
+data: {{dataset: cifar10, source: synthetic, train_subset: 256, eval_subset: 64}}
+recipe: {recipe}
+grid: {{model: [{models}]}}
+eval_every: 4
+eval_batch_size: 64
+""")
+    return path
+
+
+def test_nan_loss_ends_the_trial_as_diverged_not_raised(tmp_path: Path) -> None:
+    trial = load_suite(suite_file(tmp_path, "{name: cifar10_he2015, batch_size: 32, max_steps: 40, lr: 1.0e+8}")).trials()[0]
+    rows: list[dict] = []
+    last = train_trial(trial, rows.append, checkpoint_path=tmp_path / "ckpt.pt", threads=1)
+    assert last["status"] == "diverged"
+    assert last["step"] < 40 and not math.isfinite(last["train_loss"])
+    assert [row["status"] for row in rows][-1] == "diverged"
+
+
+class Killed(Exception):
+    pass
+
+
+def test_checkpoint_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    trial = load_suite(suite_file(tmp_path, "{name: cifar10_he2015, batch_size: 32, max_steps: 12}")).trials()[0]
+    straight: list[dict] = []
+    train_trial(trial, straight.append, checkpoint_path=None, threads=1)
+    assert [row["step"] for row in straight] == [4, 8, 12]
+
+    def dies_at_step_8(row: dict) -> None:
+        if row["step"] == 8:
+            raise Killed  # killed after the step-4 checkpoint, before the step-8 one
+        interrupted.append(row)
+
+    interrupted: list[dict] = []
+    with pytest.raises(Killed):
+        train_trial(trial, dies_at_step_8, checkpoint_path=tmp_path / "ckpt.pt", threads=1)
+    resumed: list[dict] = []
+    train_trial(trial, resumed.append, checkpoint_path=tmp_path / "ckpt.pt", threads=1)
+    # the last checkpointed row is re-emitted (the fleet drops duplicates), then training goes on
+    assert [row["step"] for row in resumed] == [4, 8, 12]
+    for got, want in zip(resumed[1:], straight[1:]):
+        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-4)
+        assert got["eval_error"] == pytest.approx(want["eval_error"], abs=1e-6)
+    # a finished trial only re-reports its last row
+    again: list[dict] = []
+    assert train_trial(trial, again.append, checkpoint_path=tmp_path / "ckpt.pt", threads=1)["status"] == "completed"
+    assert [row["step"] for row in again] == [12]
