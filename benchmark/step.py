@@ -62,8 +62,9 @@ def compile_mode(device: torch.device) -> str | None:
     one graph removes it. Its cost is static input buffers (a copy of x per step) and extra memory,
     both small for 32x32 inputs. `python -m benchmark profile --compile both` measures the effect.
     CPU: the default mode. There are no CUDA graphs, and "max-autotune-no-cudagraphs" only adds
-    GEMM-template autotuning that lengthens compilation on a 2-core machine for convolutions that
-    go to oneDNN anyway.
+    GEMM-template autotuning for convolutions that go to oneDNN anyway: measured on the 2-core
+    machines, ResNet-20 channels-last at batch 128 ran 914 img/s with it against 937 with the
+    default (noise), after a 9.7 s instead of 2.2 s warm-up (inductor's disk cache warm).
     """
     return "reduce-overhead" if device.type == "cuda" else None
 
