@@ -103,6 +103,8 @@ def train_trial(
     if threads:
         torch.set_num_threads(threads)
     device = pick_device(trial)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # input shapes are fixed: let cuDNN pick the fastest kernels
     seed_everything(trial.seed)
     recipe = trial.recipe
 
