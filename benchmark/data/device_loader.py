@@ -11,7 +11,6 @@ from the picture; on a CPU it is still an order of magnitude faster than per-ima
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Iterator
 
@@ -20,9 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.data import preprocess
+from benchmark.data.epochs import EpochLoader
 
 
-class DeviceLoader:
+class DeviceLoader(EpochLoader):
     """Batches of (float32 NCHW normalised images, int64 labels) on ``device``.
 
     ``epoch(index)`` is deterministic for (seed, index); iterating the loader itself runs the
@@ -59,15 +59,6 @@ class DeviceLoader:
             self._images = nchw.to(self.device).contiguous()
         self._mean = preprocess.mean_chw01(mean, self.device)
         self._next_epoch = 0
-
-    def __len__(self) -> int:
-        if self.drop_last:
-            return self.num_examples // self.batch_size
-        return math.ceil(self.num_examples / self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        index, self._next_epoch = self._next_epoch, self._next_epoch + 1
-        return self.epoch(index)
 
     def epoch(self, index: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = preprocess.epoch_order(self.num_examples, self.seed, index, self.shuffle).to(self.device)

@@ -14,7 +14,6 @@ FFCV's compiler sets torch's thread count to the loader's ``num_workers`` whenev
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -33,6 +32,7 @@ from ffcv.transforms import Squeeze, ToDevice, ToTensor, ToTorchImage
 from ffcv.traversal_order.base import TraversalOrder
 
 from benchmark.data import preprocess
+from benchmark.data.epochs import EpochLoader
 
 
 @numba.njit(inline="always")
@@ -109,7 +109,7 @@ class SharedEpochOrder(TraversalOrder):
         return self.indices[order]
 
 
-class FfcvLoader:
+class FfcvLoader(EpochLoader):
     """Same interface as :class:`DeviceLoader`: ``len``, ``epoch(index)``, ``iter``, ``num_examples``."""
 
     def __init__(self, beton: Path, mean: np.ndarray, batch_size: int, device: torch.device | str = "cpu",
@@ -137,15 +137,6 @@ class FfcvLoader:
         self.num_examples = int(self._loader.reader.num_samples)
         self._mean = preprocess.mean_chw01(mean, self.device)
         self._next_epoch = 0
-
-    def __len__(self) -> int:
-        if self.drop_last:
-            return self.num_examples // self.batch_size
-        return math.ceil(self.num_examples / self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        index, self._next_epoch = self._next_epoch, self._next_epoch + 1
-        return self.epoch(index)
 
     def epoch(self, index: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         threads = torch.get_num_threads()

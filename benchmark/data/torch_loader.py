@@ -13,7 +13,6 @@ seeded per epoch; without workers, the transforms' draws from torch's global RNG
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -23,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms
 
 from benchmark.data import preprocess
+from benchmark.data.epochs import EpochLoader
 
 
 class SubtractMeanImage:
@@ -77,7 +77,7 @@ def cifar_transform(mean: np.ndarray, augment: bool) -> transforms.Compose:
     return transforms.Compose(steps)
 
 
-class TorchLoader:
+class TorchLoader(EpochLoader):
     """Same interface as :class:`DeviceLoader`: ``len``, ``epoch(index)``, ``iter``, ``num_examples``,
     over any map-style dataset of (image tensor, label) (CIFAR arrays or ImageNet folders)."""
 
@@ -92,15 +92,6 @@ class TorchLoader:
         self.num_examples = len(dataset)
         self.dataset = dataset
         self._next_epoch = 0
-
-    def __len__(self) -> int:
-        if self.drop_last:
-            return self.num_examples // self.batch_size
-        return math.ceil(self.num_examples / self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        index, self._next_epoch = self._next_epoch, self._next_epoch + 1
-        return self.epoch(index)
 
     def epoch(self, index: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = preprocess.epoch_order(self.num_examples, self.seed, index, self.shuffle).tolist()
