@@ -75,15 +75,18 @@ class FleetRecorder:
         self.out(f"{trial_id:<22} failed: {message.strip().splitlines()[-1] if message.strip() else ''}   {self.progress()}")
 
     def progress(self) -> str:
-        total = sum(t.recipe.max_steps for t in self.trials.values())
-        done_steps = sum(min(self.current_step[i], self.trials[i].recipe.max_steps) for i in self.trials)
+        # Work is steps × depth: a step of a 56-layer net costs about 56/20 of a 20-layer one
+        # (Table 6's nets differ only in depth), so the ETA does not jump when trials change.
+        def work(steps: dict[str, int]) -> float:
+            return sum(min(steps[i], t.recipe.max_steps) * t.depth for i, t in self.trials.items())
+
+        total = work({i: t.recipe.max_steps for i, t in self.trials.items()})
+        done = work(self.current_step)
         finished = sum(1 for i in self.trials if self.writer.status(i) in FINISHED + ("failed",))
-        new_steps = done_steps - sum(self.steps_at_start.values())
+        new_work = done - work(self.steps_at_start)
         elapsed = time.monotonic() - self.started
-        eta = "?"
-        if new_steps > 0:
-            eta = _duration((total - done_steps) * elapsed / new_steps)
-        return f"| suite {finished}/{len(self.trials)} trials, {100 * done_steps / max(total, 1):.0f}% of steps, ETA {eta}"
+        eta = _duration((total - done) * elapsed / new_work) if new_work > 0 else "?"
+        return f"| suite {finished}/{len(self.trials)} trials, {100 * done / max(total, 1):.0f}% done, ETA {eta}"
 
 
 def _duration(seconds: float) -> str:
