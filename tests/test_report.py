@@ -216,3 +216,14 @@ def test_reads_what_the_results_writer_writes(tmp_path: Path) -> None:
     row = _row(tables.reproduction_table(results, 6), variant="resnet20-A")
     assert (row["n"], row["mean"], row["paper"]) == (1, 45.0, 8.75) and row["verdict"] == "above"
     assert math.isnan(results.metrics.set_index("trial_id").loc["plain20-s0", "eval_error"])
+
+
+def test_throughput_folder_compares_hardware_side_by_side(tmp_path: Path) -> None:
+    # results/throughput/ holds only the profile's table: its report is the hardware comparison,
+    # the latest measurement of each setting per device (500 replaced 490 on the Xeon).
+    out = build_report(FIXTURES / "throughput", tmp_path / "report")
+    markdown = (out / "report.md").read_text()
+    assert "| resnet20 | train | 128 | fp32 | False | False | 500 | 30000 |" in markdown
+    assert "| resnet56 | train | 128 | fp32 | False | False | 170 | 12000 |" in markdown
+    assert (out / "figures" / "throughput.png").stat().st_size > 0 and (out / "figures" / "throughput.svg").exists()
+    assert "data:image/png;base64," in (out / "report.html").read_text()

@@ -13,7 +13,7 @@ import pandas as pd
 
 from benchmark.reference import reproductions
 from benchmark.report import figures, tables
-from benchmark.report.load import Results, load_results
+from benchmark.report.load import Results, load_results, load_throughput
 from benchmark.report.render import Block, Heading, Paragraph, Table, save_figure, to_html, to_markdown
 
 
@@ -198,6 +198,8 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
     ``out_dir`` defaults to ``reports/<suite>`` (see ``default_out_dir``). Returns the output folder.
     Raises ``ResultsError`` for a missing, empty or malformed results folder.
     """
+    if _throughput_only(Path(results_dir)):
+        return _build_throughput_report(Path(results_dir), out_dir)
     results = load_results(results_dir)
     out = Path(out_dir) if out_dir is not None else default_out_dir(Path(results_dir), results.suite)
     folder = out / "figures"
@@ -214,6 +216,29 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
     blocks += _reproduction(results) + _published(results) + _shortcuts(results)
     blocks += _convergence(results) + _throughput(results) + _diagnostics(results, folder)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(to_markdown(title, blocks), encoding="utf-8")
+    (out / "report.html").write_text(to_html(title, blocks), encoding="utf-8")
+    return out
+
+
+def _throughput_only(path: Path) -> bool:
+    """`results/throughput/`: the profile's table and no trials."""
+    return path.is_dir() and (path / "throughput.csv").is_file() and not (path / "runs.csv").exists()
+
+
+def _build_throughput_report(path: Path, out_dir: str | Path | None) -> Path:
+    """The hardware side by side of `results/throughput/throughput.csv` (issue: profile)."""
+    throughput = load_throughput(path / "throughput.csv")
+    results = Results(path=path, suite=path.name, runs=pd.DataFrame(), metrics=pd.DataFrame(),
+                      throughput=throughput, throughput_path=path / "throughput.csv")
+    out = Path(out_dir) if out_dir is not None else default_out_dir(path, path.name)
+    devices = sorted(throughput["device_name"].astype(str).unique())
+    blocks: list[Block] = [
+        Paragraph(f"{len(throughput)} measurements on {len(devices)} device(s): {', '.join(devices)}."),
+        save_figure(figures.throughput_figure(throughput), out / "figures"),
+    ] + _throughput(results)
+    out.mkdir(parents=True, exist_ok=True)
+    title = f"Throughput report: {path.name}"
     (out / "report.md").write_text(to_markdown(title, blocks), encoding="utf-8")
     (out / "report.html").write_text(to_html(title, blocks), encoding="utf-8")
     return out

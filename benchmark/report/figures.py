@@ -198,3 +198,26 @@ def response_figure(responses: pd.DataFrame) -> NamedFigure:
                "initialisation ('init') BN normalises with the batch's own statistics, so every response is "
                "about 1 (BN's gamma) by construction.")
     return NamedFigure("layer_responses", caption, figure)
+
+
+def throughput_figure(throughput: pd.DataFrame) -> NamedFigure:
+    """Training and inference images/s per model, one bar per device × setting (log scale)."""
+    frame = throughput.sort_values("measured_at", kind="stable")
+    keys = ["model", "mode", "batch_size", "precision", "channels_last", "compiled", "device_name"]
+    frame = frame.groupby(keys, sort=False).tail(1).copy()
+    frame["setting"] = (frame["device_name"].astype(str) + ", " + frame["precision"].astype(str)
+                        + np.where(frame["channels_last"], ", channels-last", "")
+                        + np.where(frame["compiled"], ", compiled", ""))
+    modes = list(dict.fromkeys(frame["mode"]))
+    with sns.axes_style(STYLE):
+        figure = Figure(figsize=(6.5 * len(modes), 4.5), layout="constrained")
+        axes = np.atleast_1d(figure.subplots(1, len(modes), squeeze=False)[0])
+    for ax, mode in zip(axes, modes):
+        sns.barplot(data=frame[frame["mode"] == mode], x="model", y="images_per_s", hue="setting",
+                    errorbar=None, ax=ax)
+        ax.set_yscale("log")
+        ax.set_title(f"{mode}: images/s (batch {', '.join(str(int(b)) for b in sorted(frame['batch_size'].unique()))})")
+        ax.legend(fontsize=7)
+    caption = ("Images/s per model from `python -m benchmark profile` (latest measurement of each setting on "
+               "each device); training = forward + backward + SGD step.")
+    return NamedFigure("throughput", caption, figure)

@@ -209,6 +209,14 @@ def _throughput_path(results_dir: Path) -> Path | None:
     return None
 
 
+def load_throughput(path: Path) -> pd.DataFrame:
+    """The profile's table (results/throughput/throughput.csv), validated."""
+    throughput = _read_csv(path, THROUGHPUT_COLUMNS, THROUGHPUT_NUMERIC)
+    for column in ("channels_last", "compiled"):
+        _parse_bool(throughput, column, path)
+    return throughput
+
+
 def load_results(results_dir: str | Path) -> Results:
     """Read and validate ``results_dir`` (runs.csv, metrics.csv, optional throughput/analysis)."""
     path = Path(results_dir)
@@ -233,11 +241,7 @@ def load_results(results_dir: str | Path) -> Results:
     suites = sorted(set(runs["suite"]) - {""})
     suite = suites[0] if len(suites) == 1 else path.name
     throughput_path = _throughput_path(path)
-    throughput = None
-    if throughput_path is not None:
-        throughput = _read_csv(throughput_path, THROUGHPUT_COLUMNS, THROUGHPUT_NUMERIC)
-        for column in ("channels_last", "compiled"):
-            _parse_bool(throughput, column, throughput_path)
+    throughput = load_throughput(throughput_path) if throughput_path is not None else None
     analysis: dict[str, pd.DataFrame] = {}
     for name in ANALYSIS_FILES:
         file = path / "analysis" / name

@@ -181,6 +181,8 @@ def convergence_table(results: Results, thresholds: tuple[float, ...] = CONVERGE
 
 def run_throughput_table(results: Results) -> pd.DataFrame:
     """Training images/s per variant and device from runs.csv (trials that recorded it)."""
+    if results.runs.empty:  # a throughput-only folder has no trials
+        return pd.DataFrame()
     runs = results.runs[np.isfinite(results.runs["images_per_s"])]
     grouped = runs.groupby(["variant", "device"], sort=False)["images_per_s"]
     frame = grouped.agg(n="count", mean="mean", std="std").reset_index()
