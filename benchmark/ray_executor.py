@@ -104,8 +104,11 @@ def run_ray(trials: list[Trial], recorder: FleetRecorder, writer: ResultsWriter,
     resources = trials[0].resources  # one suite, one resource request per trial
     state = writer.state_dir.resolve()
     trainable = tune.with_resources(tune_trainable, {"cpu": resources.cpu, "gpu": resources.gpu})
+    # Longest first (steps × depth): Tune starts trials in this order, so the deep nets do not end
+    # up running alone on an otherwise idle machine at the end of the suite.
+    ordered = sorted(trials, key=lambda trial: trial.recipe.max_steps * trial.depth, reverse=True)
     param_space = {
-        "trial": tune.grid_search([trial.model_dump(mode="json") for trial in trials]),
+        "trial": tune.grid_search([trial.model_dump(mode="json") for trial in ordered]),
         "checkpoint_dir": str(state / "checkpoints"),
         "beton_dir": str(state / "beton"),
     }
