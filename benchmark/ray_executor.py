@@ -63,6 +63,11 @@ def tune_trainable(config: dict[str, Any]) -> None:
     )
 
 
+def trial_cost(trial: Trial) -> int:
+    """Relative training cost: the CIFAR nets differ only in depth (Table 6), so steps × depth."""
+    return trial.recipe.max_steps * trial.depth
+
+
 def trial_dirname(tune_trial: Any) -> str:
     return tune_trial.config["trial"]["trial_id"]
 
@@ -106,7 +111,7 @@ def run_ray(trials: list[Trial], recorder: FleetRecorder, writer: ResultsWriter,
     trainable = tune.with_resources(tune_trainable, {"cpu": resources.cpu, "gpu": resources.gpu})
     # Longest first (steps × depth): Tune starts trials in this order, so the deep nets do not end
     # up running alone on an otherwise idle machine at the end of the suite.
-    ordered = sorted(trials, key=lambda trial: trial.recipe.max_steps * trial.depth, reverse=True)
+    ordered = sorted(trials, key=trial_cost, reverse=True)
     param_space = {
         "trial": tune.grid_search([trial.model_dump(mode="json") for trial in ordered]),
         "checkpoint_dir": str(state / "checkpoints"),
