@@ -120,7 +120,7 @@ def run_ray(trials: list[Trial], recorder: FleetRecorder, writer: ResultsWriter,
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
-        tune_config=tune.TuneConfig(reuse_actors=False, trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
+        tune_config=tune.TuneConfig(reuse_actors=True, trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
         run_config=tune.RunConfig(
             name="tune",
             storage_path=str(state / "ray"),  # Tune needs an absolute path
