@@ -111,3 +111,16 @@ def test_analyze_cli_writes_what_the_report_reads(tmp_path: Path) -> None:
     assert frame.groupby("model").size().to_dict() == {"plain20": 19, "resnet20": 19}
     assert main(["analyze", "--models", "resnet20", "--checkpoint", str(tmp_path / "none.pt"),
                  "--out", str(out)]) == 2
+
+
+def test_real_image_probe_is_preprocessed_like_training() -> None:
+    from benchmark.data import load_cifar10
+    from benchmark.report.diagnostics import cifar_probe
+
+    probe = cifar_probe("synthetic", batch_size=16, seed=3)
+    data = load_cifar10("synthetic")
+    assert probe.x.shape == (16, 3, 32, 32) and probe.x.dtype == torch.float32
+    # true labels of test images, and inputs centred by the training mean image (Section 4.2)
+    assert set(probe.y.tolist()) <= set(data.y_eval.tolist())
+    assert abs(float(probe.x.mean())) < 0.1
+    assert torch.equal(probe.y, cifar_probe("synthetic", batch_size=16, seed=3).y)  # seeded

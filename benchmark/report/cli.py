@@ -19,7 +19,7 @@ def _analyze(args: argparse.Namespace) -> int:
     from benchmark.report.diagnostics import analyze, write_analysis
 
     gradients, responses = analyze(args.models, args.checkpoint or (), args.steps or (),
-                                   batch_size=args.batch_size, seed=args.seed)
+                                   batch_size=args.batch_size, seed=args.seed, source=args.source)
     written = write_analysis(gradients, responses, args.out)
     print(f"wrote {len(written)} files to {args.out}")
     return 0
@@ -48,5 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="the training step of each checkpoint (default: the checkpoint's 'step')")
     analyze.add_argument("--batch-size", type=int, default=32, help="synthetic batch size (default 32)")
     analyze.add_argument("--seed", type=int, default=0, help="seed for the weights and the batch (default 0)")
+    analyze.add_argument("--source", default=None,
+                         help="probe with real CIFAR-10 test images from this source (auto, jpeg75, torchvision, "
+                              "synthetic) instead of synthetic noise")
     analyze.add_argument("--out", type=Path, required=True, help="output folder, e.g. results/<suite>/analysis")
     analyze.set_defaults(func=_analyze)

