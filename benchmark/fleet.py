@@ -71,8 +71,10 @@ class FleetRecorder:
         )
 
     def failed(self, trial_id: str, message: str) -> None:
-        self.writer.update_run(trial_id, status="failed", error=message.strip().splitlines()[-1][:500] if message.strip() else "failed", finished_at=now())
-        self.out(f"{trial_id:<22} failed: {message.strip().splitlines()[-1] if message.strip() else ''}   {self.progress()}")
+        lines = message.strip().splitlines()
+        error = lines[-1][:500] if lines else "failed"  # a traceback's last line says what went wrong
+        self.writer.update_run(trial_id, status="failed", error=error, finished_at=now())
+        self.out(f"{trial_id:<22} failed: {error}   {self.progress()}")
 
     def progress(self) -> str:
         # Work is steps × depth: a step of a 56-layer net costs about 56/20 of a 20-layer one

@@ -108,3 +108,15 @@ def test_killed_run_resumes_without_rerunning_finished_trials(tmp_path: Path) ->
     after = runs.set_index("trial_id")
     assert after.loc["resnet20-A-s0", "finished_at"] == before.loc["resnet20-A-s0", "finished_at"]
     assert after.loc["plain20-s0", "started_at"] == before.loc["plain20-s0", "started_at"]
+
+
+def test_a_failing_trial_is_recorded_and_the_fleet_goes_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 16 training images cannot make a batch of 32: the trial raises inside training (not in preflight)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY.format(models="resnet20", steps=4, every=2).replace("train_subset: 512", "train_subset: 16"))
+    status = main(["run", str(path), "--executor", "local", "--results", str(tmp_path / "results"), "--no-report"])
+    assert status == 1
+    runs = pd.read_csv(tmp_path / "results" / "tiny" / "runs.csv")
+    assert list(runs["status"]) == ["failed"]
+    assert "batch_size 32 exceeds the 16 training images" in runs["error"].iloc[0]
+    assert "1 failed" in capsys.readouterr().out
