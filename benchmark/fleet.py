@@ -25,10 +25,15 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def print_line(line: str) -> None:
+    """The console view: flushed at once, so that progress shows up in logs and pipes too."""
+    print(line, flush=True)
+
+
 class FleetRecorder:
     """Turns trial reports into table rows and a live console view (state, step, errors, ETA)."""
 
-    def __init__(self, writer: ResultsWriter, trials: list[Trial], out: Callable[[str], None] = print) -> None:
+    def __init__(self, writer: ResultsWriter, trials: list[Trial], out: Callable[[str], None] = print_line) -> None:
         self.writer = writer
         self.trials = {trial.trial_id: trial for trial in trials}
         self.out = out
@@ -190,7 +195,7 @@ def run_suite(
     executor: str = "ray",
     ray_address: str | None = None,
     results_dir: Path | None = None,
-    out: Callable[[str], None] = print,
+    out: Callable[[str], None] = print_line,
 ) -> dict[str, str]:
     """Run every unfinished trial of `suite`; returns {trial_id: status}."""
     trials = suite.trials()
