@@ -248,6 +248,7 @@ def _run_fields(trial: Trial) -> dict[str, Any]:
         "precision": trial.precision,
         "channels_last": trial.channels_last,
         "compile": trial.compile,
+        "eval_ten_crop": trial.eval_ten_crop,
         **trial.recipe.flat(),
     }
 

@@ -31,7 +31,7 @@ METRIC_COLUMNS = (
 RUN_COLUMNS = (
     "trial_id", "suite", "model", "family", "kind", "depth", "shortcut", "preact", "seed", "status",
     "steps", "final_train_error", "final_eval_error", "final_eval_top5_error", "final_eval_loss",
-    "eval_split", "images_per_s", "wall_s", "dataset", "data_source", "split", "loader", "precision",
+    "eval_split", "eval_ten_crop", "images_per_s", "wall_s", "dataset", "data_source", "split", "loader", "precision",
     "channels_last", "compile", "recipe", "recipe_lr", "recipe_momentum", "recipe_weight_decay",
     "recipe_batch_size", "recipe_max_steps", "recipe_schedule", "recipe_lr_milestones", "recipe_lr_decay",
     "recipe_warmup_lr", "recipe_warmup_until_train_error", "recipe_warmup_min_depth", "device",

@@ -104,6 +104,7 @@ class Suite(_Strict):
     compile: bool = False
     eval_every: int = Field(default=500, gt=0)  # iterations between evaluations (and checkpoints)
     eval_batch_size: int = Field(default=1000, gt=0)
+    eval_ten_crop: bool = False  # ImageNet: the paper's 10-crop testing (Tables 2, 3), else one centre crop
     smoke: Smoke = Smoke()
 
     @field_validator("recipe", mode="before")
@@ -127,6 +128,8 @@ class Suite(_Strict):
 
     @model_validator(mode="after")
     def _imagenet_loader(self) -> "Suite":
+        if self.eval_ten_crop and self.data.dataset != "imagenet":
+            raise ValueError("eval_ten_crop: 10-crop testing is for imagenet; CIFAR-10 is tested on the single original view (Section 4.2)")
         if self.data.dataset == "imagenet" and self.loader != "torch":
             raise ValueError(f"loader: imagenet trains with the 'torch' loader (ImageFolder + DataLoader), got '{self.loader}'")
         return self
@@ -176,6 +179,7 @@ class Suite(_Strict):
                                 compile=self.compile,
                                 eval_every=self.eval_every,
                                 eval_batch_size=self.eval_batch_size,
+                                eval_ten_crop=self.eval_ten_crop,
                                 resources=self.resources,
                             )
                         )
@@ -220,6 +224,7 @@ class Trial(_Strict):
     compile: bool
     eval_every: int
     eval_batch_size: int
+    eval_ten_crop: bool = False
     resources: Resources
 
     def model_options(self) -> dict[str, Any]:

@@ -202,11 +202,17 @@ def evaluate(
     try:
         with torch.inference_mode():
             for x, y in loader:
+                # (B, V, C, H, W): V crops per image, the paper's 10-crop testing (Section 3.4):
+                # the softmax is averaged over the crops, and log(mean softmax) scores the image.
+                views = x.shape[1] if x.dim() == 5 else 1
+                x = x.flatten(0, 1) if views > 1 else x
                 x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
                 y = y.to(device, non_blocking=True)
                 with autocast(device, dtype):
                     logits = model(x)
                 logits = logits.float()
+                if views > 1:
+                    logits = logits.view(-1, views, logits.shape[-1]).softmax(dim=-1).mean(dim=1).log()
                 loss_sum += F.cross_entropy(logits, y, reduction="sum")
                 k = min(5, logits.shape[1])
                 top = logits.topk(k, dim=1).indices

@@ -72,7 +72,7 @@ def build_trial_loaders(trial: Trial, device: torch.device, beton_dir: Path | No
 
         train_loader, eval_loader = build_imagenet_loaders(
             trial.data.root, batch_size=trial.recipe.batch_size, device=device, seed=trial.seed,
-            eval_batch_size=trial.eval_batch_size, num_workers=trial.data.num_workers,
+            eval_batch_size=trial.eval_batch_size, num_workers=trial.data.num_workers, ten_crop=trial.eval_ten_crop,
         )
         return train_loader, eval_loader, {"data_source": "folder", "eval_split": "val"}
     data = load_data(trial)

@@ -37,6 +37,7 @@ CASES = [
     ("missing dataset", GOOD.replace("source: synthetic", "source: jpeg75, root: /nonexistent/cifar10_jpeg75.npz"), [], ["data", "/nonexistent"]),
     ("GPU requested where there is none", GOOD + "resources: {cpu: 1, gpu: 1}\n", [], ["resources.gpu", "0"]),
     ("fp16 on the CPU", GOOD + "precision: fp16\n", [], ["precision", "fp16"]),
+    ("10-crop testing on CIFAR-10", GOOD + "eval_ten_crop: true\n", [], ["eval_ten_crop", "imagenet"]),
 ]
 
 

@@ -24,6 +24,7 @@ recipe: {{name: imagenet_he2015, batch_size: 4, max_steps: 2}}
 grid: {{model: [plain18, resnet18]}}
 eval_every: 2
 eval_batch_size: 2
+eval_ten_crop: true
 """)
     status = main(["run", str(suite), "--executor", "local", "--results", str(tmp_path / "results"), "--no-report"])
     assert status == 0
@@ -33,3 +34,4 @@ eval_batch_size: 2
     assert list(runs["shortcut"].fillna("")) == ["", "A"]  # Table 2: ResNet-18 with option A
     metrics = pd.read_csv(tmp_path / "results" / "imagenet_tiny" / "metrics.csv")
     assert list(metrics["step"]) == [2, 2] and metrics["eval_top5_error"].between(0, 100).all()
+    assert runs["eval_ten_crop"].all()

@@ -180,3 +180,18 @@ def test_evaluate_with_fewer_than_five_classes() -> None:
 def test_evaluate_empty_loader_is_a_clear_error() -> None:
     with pytest.raises(BenchmarkError, match="no batches"):
         evaluate(tiny_convnet(), [], CPU)
+
+
+def test_evaluate_averages_the_softmax_over_crops() -> None:
+    # Section 3.4's 10-crop testing: (B, V, C, H, W) batches score each image by its mean softmax.
+    from benchmark.data.imagenet import ten_crop_predict
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 6))
+    crops = torch.randn(5, 10, 3, 8, 8)
+    labels = torch.tensor([0, 1, 2, 3, 4])
+    result = evaluate(model, [(crops, labels)], "cpu")
+    with torch.no_grad():
+        probabilities = ten_crop_predict(model.eval(), crops)
+    assert result["loss"] == pytest.approx(float(-probabilities[torch.arange(5), labels].log().mean()), rel=1e-5)
+    assert result["top1_error"] == pytest.approx(float((probabilities.argmax(1) != labels).float().mean()))
