@@ -151,7 +151,11 @@ def check_resumable(writer: ResultsWriter, trials: list[Trial]) -> None:
         if stored is None:
             continue
         current = trial.model_dump(mode="json")
-        diff = sorted(_diff_keys(stored.get("trial", {}), current))
+        try:  # through today's schema, so that a field added since (with its default) is no change
+            before = Trial.model_validate(stored.get("trial", {})).model_dump(mode="json")
+        except ValueError:
+            before = stored.get("trial", {})
+        diff = sorted(_diff_keys(before, current))
         if diff:
             raise SuiteError(
                 f"{writer.folder}: trial {trial.trial_id} was run with a different configuration "

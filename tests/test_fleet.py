@@ -120,3 +120,20 @@ def test_a_failing_trial_is_recorded_and_the_fleet_goes_on(tmp_path: Path, capsy
     assert list(runs["status"]) == ["failed"]
     assert "batch_size 32 exceeds the 16 training images" in runs["error"].iloc[0]
     assert "1 failed" in capsys.readouterr().out
+
+
+def test_a_results_folder_continues_only_its_own_configuration(tmp_path: Path) -> None:
+    from benchmark.errors import SuiteError
+    from benchmark.fleet import check_resumable
+    from benchmark.results import ResultsWriter
+    from benchmark.spec import load_suite
+
+    trial = load_suite(tiny_suite(tmp_path, models="resnet20")).trials()[0]
+    writer = ResultsWriter(tmp_path / "results" / "tiny")
+    stored = trial.model_dump(mode="json")
+    del stored["eval_ten_crop"]  # a folder written before that field existed: its default is no change
+    writer.write_trial_config(trial.trial_id, {"trial": stored})
+    check_resumable(writer, [trial])
+    changed = load_suite(tiny_suite(tmp_path, models="resnet20"), ["recipe.lr=0.2"]).trials()[0]
+    with pytest.raises(SuiteError, match=r"resnet20-A-s0 was run with a different configuration \(differs in recipe\.lr\)"):
+        check_resumable(writer, [changed])
