@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import yaml
+
 from benchmark.errors import BenchmarkError
 from benchmark.spec import load_suite
 
@@ -38,10 +40,25 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return ([f"data.source={args.source}"] if args.source else []) + list(args.overrides)
 
 
+def is_profile_config(path: Path) -> bool:
+    """A `profile` grid (models × batch_sizes × ...) rather than a training suite (which has a grid)."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return False  # let the suite loader report it
+    return isinstance(raw, dict) and "batch_sizes" in raw and "grid" not in raw
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     failures = 0
     for path in args.suites:
         try:
+            if is_profile_config(path):  # suites/throughput.yaml: the `profile` grid, not a training suite
+                from benchmark.profile import load_config
+
+                config = load_config(path)
+                print(f"ok: {path}: profile config, {len(config.models)} models x {len(config.batch_sizes)} batch sizes")
+                continue
             suite = load_suite(path, _overrides(args), smoke=args.smoke)
         except BenchmarkError as exc:
             print(f"error: {exc}", file=sys.stderr)

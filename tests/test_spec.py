@@ -91,3 +91,11 @@ def test_trials_pickle_for_ray(tmp_path: Path) -> None:
 
     trial = load_suite(write(tmp_path, MINIMAL)).trials()[1]
     assert pickle.loads(pickle.dumps(trial)) == trial
+
+
+def test_validate_accepts_every_file_in_suites(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmark.__main__ import main
+
+    assert main(["validate", *map(str, SUITES)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("ok: ") == len(SUITES) and "throughput.yaml: profile config" in out
