@@ -8,8 +8,6 @@ Only this (driver) process writes the tables; trials report rows to it.
 from __future__ import annotations
 
 import functools
-import os
-import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -17,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import BenchmarkError, SuiteError
-from benchmark.results import FINISHED, ResultsWriter
+from benchmark.results import FINISHED, RUN_COLUMNS, ResultsWriter
 from benchmark.spec import Suite, Trial
 
 
@@ -52,19 +50,16 @@ class FleetRecorder:
         trial = self.trials[trial_id]
         self.writer.add_metrics(trial_id, row)
         self.current_step[trial_id] = int(row["step"])
-        fields = {key: row.get(key) for key in ("data_source", "eval_split", "device", "git_commit", "torch_version",
-                                                "torchvision_version", "numpy_version", "ray_version", "ffcv_version",
-                                                "cuda_version", "python_version", "hostname")}
-        status = row.get("status", "running")
+        # The row's own runs-table columns (status, data source, provenance, images/s, wall time),
+        # then the latest evaluation as the trial's final metrics.
+        fields = {key: row[key] for key in RUN_COLUMNS if key in row and key != "trial_id"}
+        status = fields.setdefault("status", "running")
         fields.update(
-            status=status,
             steps=int(row["step"]),
             final_train_error=row["train_error"],
             final_eval_error=row["eval_error"],
             final_eval_top5_error=row["eval_top5_error"],
             final_eval_loss=row["eval_loss"],
-            images_per_s=row["images_per_s"],
-            wall_s=row["wall_s"],
         )
         if status in FINISHED:
             fields["finished_at"] = now()
@@ -255,12 +250,3 @@ def _run_fields(trial: Trial) -> dict[str, Any]:
         "eval_ten_crop": trial.eval_ten_crop,
         **trial.recipe.flat(),
     }
-
-
-def quiet_ray_environment() -> None:
-    """Ray's settings for a private local instance (no usage stats, no auth token)."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    sys.stdout.flush()

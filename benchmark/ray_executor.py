@@ -14,11 +14,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-from benchmark.fleet import FleetRecorder, quiet_ray_environment
+from benchmark.fleet import FleetRecorder
 from benchmark.results import ResultsWriter
 from benchmark.spec import Trial
 
 MAX_FAILURES = 2  # retries per trial, each from its last checkpoint
+
+
+def quiet_ray_environment() -> None:
+    """Ray's settings for a private local instance: no usage statistics, no auth token, plain logs."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 
 def init_ray(address: str | None = None) -> None:

@@ -353,8 +353,8 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif isinstance(part, str) and part.startswith("function-") or part in ("str", "dict"):
-            continue
+        elif part in ("str", "dict") or part.startswith("function-"):
+            continue  # pydantic's names for union members and validators, not the user's keys
         else:
             text += f".{part}" if text else str(part)
     return text
