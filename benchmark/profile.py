@@ -324,7 +324,7 @@ def run_profile(config: ProfileConfig, out: Path, device: torch.device) -> list[
     """Measure every applicable combination, appending each row to `out`/throughput.csv as it comes."""
     validate(config)
     table = Path(out) / "throughput.csv"
-    check_header(table)
+    check_header(table, COLUMNS)
     ident = identify(device)
     _prime(device)
     # Fixed input shapes: let cuDNN pick the fastest conv algorithms (what a tuned GPU run does).
@@ -362,7 +362,7 @@ def _measure_all(config: ProfileConfig, table: Path, ident: dict[str, str], devi
                 "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 **ident,
             }
-            append_row(table, row)
+            append_row(table, row, COLUMNS)
             rows.append(row)
             print(f"  {name} {mode} bs={batch_size} {precision} channels_last={channels_last} "
                   f"compiled={compiled}: {images_per_s:.1f} img/s", flush=True)
@@ -376,30 +376,33 @@ def _prime(device: torch.device) -> None:
     conv(torch.randn(2, 3, 8, 8, device=device)).sum().backward()
 
 
-def check_header(table: Path) -> None:
-    """An existing table must have this schema: it is appended to, never rewritten."""
+def check_header(table: Path, columns: Sequence[str]) -> None:
+    """An existing table must have `columns` as its header: it is appended to, never rewritten."""
     if not table.exists() or table.stat().st_size == 0:
         return
     with table.open(newline="") as f:
         header = next(csv.reader(f), [])
-    if tuple(header) != COLUMNS:
-        raise ResultsError(f"{table}: header does not match the throughput schema in docs/interfaces.md")
+    if tuple(header) != tuple(columns):
+        raise ResultsError(f"{table}: header does not match the {table.stem} schema in docs/interfaces.md")
 
 
-def append_row(table: Path, row: dict[str, str]) -> None:
+def append_row(table: Path, row: dict[str, str], columns: Sequence[str]) -> None:
+    """Append one row (and the header first, to a new table)."""
     table.parent.mkdir(parents=True, exist_ok=True)
     new = not table.exists() or table.stat().st_size == 0
     with table.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         if new:
             writer.writeheader()
         writer.writerow(row)
 
 
-def format_table(rows: Sequence[dict[str, str]]) -> str:
+SUMMARY_COLUMNS = ("model", "mode", "batch_size", "precision", "channels_last", "compiled", "images_per_s",
+                   "peak_memory_mb", "flops_fraction")
+
+
+def format_table(rows: Sequence[dict[str, str]], columns: Sequence[str] = SUMMARY_COLUMNS) -> str:
     """A readable summary of measured rows."""
-    columns = ("model", "mode", "batch_size", "precision", "channels_last", "compiled", "images_per_s",
-               "peak_memory_mb", "flops_fraction")
     widths = [max(len(c), *(len(r[c]) for r in rows)) for c in columns]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
     lines += ["  ".join(r[c].ljust(w) for c, w in zip(columns, widths)) for r in rows]

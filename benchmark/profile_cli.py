@@ -1,4 +1,5 @@
-"""`python -m benchmark profile`: parse, merge with --config, dispatch to benchmark.profile."""
+"""`python -m benchmark profile` and `packing`: parse, merge with --config, dispatch to
+benchmark.profile and benchmark.packing."""
 
 from __future__ import annotations
 
@@ -34,6 +35,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
     parser.add_argument("--out", type=Path, default=Path("results/throughput"))
     parser.set_defaults(func=main)
+
+    packing = subparsers.add_parser(
+        "packing",
+        help="measure k trials sharing one device (Ray fractional resources) against one alone",
+        description="For each k, k Ray actors each given 1/k of the device train the model with the fleet's "
+        "step and device loader at the same time; the total images/s is compared with one trial alone, "
+        "measured in the same run. Rows are appended to <out>/packing.csv.",
+    )
+    packing.add_argument("--model", default="resnet20", metavar="NAME")
+    packing.add_argument("--trials", nargs="+", type=int, metavar="K",
+                         help="how many trials share the device (default: 1 4 on a GPU, 1 and the core count on a CPU)")
+    packing.add_argument("--batch-size", type=int, default=128, metavar="N")
+    packing.add_argument("--precision", default="bf16", help="fp32 bf16 fp16 (default bf16, as suites/degradation.yaml)")
+    packing.add_argument("--channels-last", choices=("on", "off"), default="on")
+    packing.add_argument("--compile", choices=("on", "off"), help="default: on for a GPU, off for a CPU")
+    packing.add_argument("--steps", type=int, default=200, metavar="N", help="timed steps per trial")
+    packing.add_argument("--warmup", type=int, default=20, metavar="N", help="untimed steps per trial first")
+    packing.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
+    packing.add_argument("--out", type=Path, default=Path("results/throughput"))
+    packing.set_defaults(func=main_packing)
+
+
+def main_packing(args: argparse.Namespace) -> int:
+    import os
+
+    from benchmark import packing, profile
+
+    device = _device(args.device)
+    trials = args.trials or ((1, 4) if device.type == "cuda" else (1, len(os.sched_getaffinity(0))))
+    config = packing.PackingConfig(
+        model=args.model, trials=tuple(trials), batch_size=args.batch_size, precision=args.precision,
+        channels_last=args.channels_last == "on", compile=None if args.compile is None else args.compile == "on",
+        steps=args.steps, warmup=args.warmup,
+    )
+    rows = packing.run_packing(config, args.out, device)
+    print(profile.format_table(rows, packing.SUMMARY_COLUMNS))
+    print(f"appended {len(rows)} rows to {args.out / 'packing.csv'} ({rows[0]['device_name']})")
+    return 0
 
 
 def main(args: argparse.Namespace) -> int:

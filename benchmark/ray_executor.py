@@ -28,7 +28,9 @@ def quiet_ray_environment() -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 
-def init_ray(address: str | None = None) -> None:
+def init_ray(address: str | None = None, num_cpus: float | None = None, num_gpus: float | None = None) -> None:
+    """Join `address` (or RAY_ADDRESS), else, or for address "local", start a private local instance;
+    `num_cpus`/`num_gpus` limit what a local instance offers (None: everything the machine has)."""
     import ray
 
     if ray.is_initialized():
@@ -39,10 +41,11 @@ def init_ray(address: str | None = None) -> None:
     # even when it runs from a checkout without being installed.
     package_root = str(Path(__file__).resolve().parent.parent)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
-    if address:
+    if address and address != "local":
         ray.init(address=address, logging_level="WARNING", log_to_driver=False)
     else:
-        ray.init(address="local", include_dashboard=False, logging_level="WARNING", log_to_driver=False, configure_logging=True)
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+                 logging_level="WARNING", log_to_driver=False, configure_logging=True)
 
 
 def cluster_gpus(address: str | None = None) -> tuple[float, str]:

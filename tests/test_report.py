@@ -227,3 +227,20 @@ def test_throughput_folder_compares_hardware_side_by_side(tmp_path: Path) -> Non
     assert "| resnet56 | train | 128 | fp32 | False | False | 170 | 12000 |" in markdown
     assert (out / "figures" / "throughput.png").stat().st_size > 0 and (out / "figures" / "throughput.svg").exists()
     assert "data:image/png;base64," in (out / "report.html").read_text()
+
+
+def test_throughput_folder_reports_trials_sharing_a_device(tmp_path: Path) -> None:
+    # packing.csv beside throughput.csv: the latest measurement of each setting per device.
+    markdown = (build_report(FIXTURES / "throughput", tmp_path / "report") / "report.md").read_text()
+    assert "## Trials sharing one device" in markdown
+    assert "| Intel Xeon (2 cores) | resnet20 | 128 | bf16 | True | False | 2 | 1300 | 650 | 1.30 | 0.65 |" in markdown
+    assert "| 1200 |" not in markdown  # replaced by the later measurement
+    assert "| NVIDIA H100 80GB HBM3 | resnet20 | 128 | bf16 | True | True | 4 | 60000 | 15000 | 3.00 | 0.75 |" in markdown
+
+
+def test_a_folder_with_only_packing_measurements_gets_a_throughput_report(tmp_path: Path) -> None:
+    folder = tmp_path / "throughput"
+    folder.mkdir()
+    (folder / "packing.csv").write_text((FIXTURES / "throughput" / "packing.csv").read_text())
+    markdown = (build_report(folder, tmp_path / "report") / "report.md").read_text()
+    assert "Trials sharing one device" in markdown and "| 60000 |" in markdown

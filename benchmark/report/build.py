@@ -13,7 +13,7 @@ import pandas as pd
 
 from benchmark.reference import reproductions
 from benchmark.report import figures, tables
-from benchmark.report.load import Results, load_results, load_throughput
+from benchmark.report.load import Results, load_packing, load_results, load_throughput
 from benchmark.report.render import Block, Heading, Paragraph, Table, save_figure, to_html, to_markdown
 
 
@@ -222,23 +222,41 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
 
 
 def _throughput_only(path: Path) -> bool:
-    """`results/throughput/`: the profile's table and no trials."""
-    return path.is_dir() and (path / "throughput.csv").is_file() and not (path / "runs.csv").exists()
+    """`results/throughput/`: the profile's and/or the packing table, and no trials."""
+    tables_there = (path / "throughput.csv").is_file() or (path / "packing.csv").is_file()
+    return path.is_dir() and tables_there and not (path / "runs.csv").exists()
 
 
 def _build_throughput_report(path: Path, out_dir: str | Path | None) -> Path:
-    """The hardware side by side of `results/throughput/throughput.csv` (issue: profile)."""
-    throughput = load_throughput(path / "throughput.csv")
-    results = Results(path=path, suite=path.name, runs=pd.DataFrame(), metrics=pd.DataFrame(),
-                      throughput=throughput, throughput_path=path / "throughput.csv")
+    """The hardware side by side of `results/throughput/` (issue #6): throughput.csv from
+    `python -m benchmark profile`, packing.csv from `python -m benchmark packing`."""
     out = Path(out_dir) if out_dir is not None else default_out_dir(path, path.name)
-    devices = sorted(throughput["device_name"].astype(str).unique())
-    blocks: list[Block] = [
-        Paragraph(f"{len(throughput)} measurements on {len(devices)} device(s): {', '.join(devices)}."),
-        save_figure(figures.throughput_figure(throughput), out / "figures"),
-    ] + _throughput(results)
+    blocks: list[Block] = []
+    if (path / "throughput.csv").is_file():
+        throughput = load_throughput(path / "throughput.csv")
+        results = Results(path=path, suite=path.name, runs=pd.DataFrame(), metrics=pd.DataFrame(),
+                          throughput=throughput, throughput_path=path / "throughput.csv")
+        devices = sorted(throughput["device_name"].astype(str).unique())
+        blocks += [
+            Paragraph(f"{len(throughput)} measurements on {len(devices)} device(s): {', '.join(devices)}."),
+            save_figure(figures.throughput_figure(throughput), out / "figures"),
+        ] + _throughput(results)
+    if (path / "packing.csv").is_file():
+        blocks += _packing(load_packing(path / "packing.csv"), path / "packing.csv")
     out.mkdir(parents=True, exist_ok=True)
     title = f"Throughput report: {path.name}"
     (out / "report.md").write_text(to_markdown(title, blocks), encoding="utf-8")
     (out / "report.html").write_text(to_html(title, blocks), encoding="utf-8")
     return out
+
+
+def _packing(packing: pd.DataFrame, source: Path) -> list[Block]:
+    table = tables.packing_table(packing)
+    shown = table.assign(**{c: table[c].map(lambda v: _num(v, 0)) for c in
+                            ("batch_size", "trials", "images_per_s_total", "images_per_s_per_trial")},
+                         **{c: table[c].map(lambda v: _num(v, 2)) for c in ("speedup_vs_one", "efficiency")})
+    return [Heading("Trials sharing one device"),
+            Paragraph(f"From {source} (`python -m benchmark packing`): k trials, each given 1/k of the device "
+                      "through Ray's fractional resources, train at once; speedup = their total images/s over "
+                      "one trial alone, measured in the same run; efficiency = speedup / k."),
+            _table(shown)]

@@ -45,6 +45,12 @@ THROUGHPUT_COLUMNS = (  # the columns of results/throughput/throughput.csv a rep
 )
 THROUGHPUT_NUMERIC = ("batch_size", "images_per_s", "peak_memory_mb", "flops_fraction",
                       "device_peak_tflops", "cores")
+PACKING_COLUMNS = (  # the columns of results/throughput/packing.csv a report reads
+    "model", "trials", "batch_size", "precision", "channels_last", "compiled", "images_per_s_total",
+    "images_per_s_per_trial", "speedup_vs_one", "efficiency", "device_name", "measured_at",
+)
+PACKING_NUMERIC = ("trials", "batch_size", "steps", "images_per_s_total", "images_per_s_per_trial",
+                   "speedup_vs_one", "efficiency", "cores")
 # Written by `python -m benchmark analyze --out results/<suite>/analysis` (report/diagnostics.py).
 ANALYSIS_FILES = ("gradient_norms.csv", "layer_responses.csv")
 ANALYSIS_COLUMNS = ("layer_index", "layer", "model", "kind", "depth", "checkpoint", "step", "value")
@@ -215,6 +221,14 @@ def load_throughput(path: Path) -> pd.DataFrame:
     for column in ("channels_last", "compiled"):
         _parse_bool(throughput, column, path)
     return throughput
+
+
+def load_packing(path: Path) -> pd.DataFrame:
+    """The packing table (results/throughput/packing.csv, `python -m benchmark packing`), validated."""
+    packing = _read_csv(path, PACKING_COLUMNS, PACKING_NUMERIC)
+    for column in ("channels_last", "compiled"):
+        _parse_bool(packing, column, path)
+    return packing
 
 
 def load_results(results_dir: str | Path) -> Results:

@@ -205,6 +205,15 @@ def hardware_table(results: Results) -> pd.DataFrame:
     return table.reset_index()
 
 
+def packing_table(packing: pd.DataFrame) -> pd.DataFrame:
+    """packing.csv, the latest measurement of each setting per device: k trials sharing the device
+    against one alone (total images/s, speedup and efficiency = speedup / k)."""
+    keys = ["device_name", "model", "batch_size", "precision", "channels_last", "compiled", "trials"]
+    latest = packing.sort_values("measured_at", kind="stable").groupby(keys, sort=False).tail(1)
+    columns = keys + ["images_per_s_total", "images_per_s_per_trial", "speedup_vs_one", "efficiency"]
+    return latest.sort_values(keys, kind="stable")[columns].reset_index(drop=True)
+
+
 def missing_table(results: Results) -> pd.DataFrame:
     """Every trial the report cannot fully use, and why (status, no metrics, fewer eval points).
 

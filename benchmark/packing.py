@@ -1,0 +1,206 @@
+"""Packing: several trials sharing one device, against one trial alone on it (issue #6).
+
+The paper's CIFAR-10 nets are tiny (ResNet-56 is about 0.125 G mult-adds per image, DESIGN "Facts
+that matter"): one trial leaves most of a GPU idle between its small kernels. The fleet therefore
+packs trials onto one GPU with fractional resources (`resources: {gpu: 0.25}` in
+suites/degradation.yaml). This module measures what the packing buys.
+
+For each k in `trials`, k Ray actors, each given 1/k of the device through Ray's fractional
+resources (the fleet's own mechanism: `num_gpus=1/k` on a GPU; on a CPU `num_cpus=cores/k` and as
+many torch threads), each train the model with the fleet's step (`TrainStep`) fed by the
+device-resident loader, exactly as a trial does. Every actor first warms up (cuDNN autotuning,
+compilation, CUDA-graph capture); then all of them run `steps` steps at once. The total throughput of
+a packing is all their images divided by the span from the first start to the last end, so a
+straggler counts against it. The speedup is total(k) / total(1), both measured in the same run;
+the efficiency is speedup / k (1.0 = k trials each as fast as one alone).
+
+Images are synthetic (`load_cifar10("synthetic")`): the loader's work and the step's depend on
+shapes, not pixel values, and the measurement then needs no dataset. The learning rate is 0.01
+as in `benchmark.profile` (random-ish labels at lr 0.1 can produce NaNs that would distort timings).
+
+Rows are appended to `<out>/packing.csv` (schema: docs/interfaces.md), one per k, beside the
+profile's throughput.csv, so machines build one table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from benchmark.errors import BenchmarkError, ModelError, SuiteError
+from benchmark.models import model_info
+from benchmark.profile import append_row, check_header, identify, skip_reason
+from benchmark.step import PRECISIONS
+
+COLUMNS = (
+    "model", "trials", "batch_size", "precision", "channels_last", "compiled", "loader", "steps",
+    "images_per_s_total", "images_per_s_per_trial", "speedup_vs_one", "efficiency",
+    "device_kind", "device_name", "cpu_model", "cores", "driver", "cuda_version", "torch_version",
+    "hostname", "git_commit", "measured_at",
+)
+SYNTHETIC_IMAGES = 10_240  # 80 batches of 128 per epoch: epoch boundaries are part of the stream
+
+
+@dataclasses.dataclass(frozen=True)
+class PackingConfig:
+    """One packing measurement. Defaults follow suites/degradation.yaml (bf16, channels-last);
+    `compile` defaults to on for a GPU and off for a CPU, as in degradation.yaml and
+    degradation_cpu.yaml (a cold compile costs 20-35 s per model on a CPU)."""
+
+    model: str = "resnet20"
+    trials: tuple[int, ...] = (1, 4)
+    batch_size: int = 128
+    precision: str = "bf16"
+    channels_last: bool = True
+    compile: bool | None = None  # None: on for CUDA, off for CPU
+    steps: int = 200
+    warmup: int = 20
+
+
+def validate(config: PackingConfig, device: torch.device, cores: int) -> PackingConfig:
+    """Every value checked before Ray starts, so bad input measures and appends nothing."""
+    try:
+        model_info(config.model)
+    except ModelError as exc:
+        raise ModelError(f"packing: --model: {exc}") from None
+    if not config.trials or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in config.trials):
+        raise SuiteError(f"packing: --trials {list(config.trials)}: expected positive integers")
+    if device.type == "cpu" and max(config.trials) > cores:
+        raise SuiteError(f"packing: --trials {max(config.trials)}: a CPU trial needs at least one core "
+                         f"and this machine has {cores}")
+    if config.precision not in PRECISIONS:
+        raise SuiteError(f"packing: --precision {config.precision!r}: expected one of {', '.join(PRECISIONS)}")
+    for key, least in (("batch_size", 1), ("steps", 1), ("warmup", 0)):
+        value = getattr(config, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise SuiteError(f"packing: --{key.replace('_', '-')} {value!r}: expected an integer >= {least}")
+    if config.batch_size > SYNTHETIC_IMAGES:
+        raise SuiteError(f"packing: --batch-size {config.batch_size}: at most {SYNTHETIC_IMAGES}")
+    if reason := skip_reason(device, config.precision, bool(config.compile)):
+        raise SuiteError(f"packing: precision {config.precision!r} compile={config.compile}: {reason}")
+    return config
+
+
+class PackedTrial:
+    """One trial's training loop, as a Ray actor: the fleet's loader and step, minus evaluation."""
+
+    def __init__(self, config: PackingConfig, device_type: str, threads: int, seed: int) -> None:
+        from benchmark.data import build_loaders, load_cifar10
+        from benchmark.models import build_model
+        from benchmark.step import TrainStep
+
+        torch.set_num_threads(threads)
+        # Ray sets CUDA_VISIBLE_DEVICES to the GPU this actor was given: it is "cuda" here.
+        self.device = torch.device(device_type)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # as train_trial: fixed shapes
+        torch.manual_seed(seed)
+        data = load_cifar10("synthetic", synthetic_size=SYNTHETIC_IMAGES, seed=seed)
+        loader, _ = build_loaders(data, loader="device", batch_size=config.batch_size, device=self.device, seed=seed)
+        self.batches = _forever(loader)
+        model = build_model(config.model)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+        self.trainer = TrainStep(model, optimizer, self.device, config.precision,
+                                 channels_last=config.channels_last, compile=bool(config.compile))
+
+    def train(self, steps: int) -> tuple[float, float, int]:
+        """Run `steps` steps; (wall-clock start, end, images). The end waits for the device."""
+        self._sync()
+        started = time.time()
+        images = 0
+        for _ in range(steps):
+            x, y = next(self.batches)
+            self.trainer.step(x, y)
+            images += y.shape[0]
+        loss = self.trainer.pop_metrics()["train_loss"]  # the one host sync: all queued work is done
+        self._sync()
+        ended = time.time()
+        if images and not math.isfinite(loss):
+            raise BenchmarkError(f"packing: training loss became {loss}; the timing would be meaningless")
+        return started, ended, images
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+
+def _forever(loader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # noqa: ANN001
+    epoch = 0
+    while True:
+        yield from loader.epoch(epoch)
+        epoch += 1
+
+
+def run_packing(config: PackingConfig, out: Path, device: torch.device) -> list[dict[str, str]]:
+    """Measure every k in `config.trials` (1 first: the baseline), appending a row to
+    `<out>/packing.csv` per k."""
+    import ray
+
+    from benchmark.ray_executor import init_ray
+
+    cores = len(os.sched_getaffinity(0))
+    if config.compile is None:
+        config = dataclasses.replace(config, compile=device.type == "cuda")
+    config = validate(config, device, cores)
+    table = Path(out) / "packing.csv"
+    check_header(table, COLUMNS)
+    if ray.is_initialized():
+        raise BenchmarkError("packing: Ray is already running in this process; the measurement needs its own "
+                             "private instance with exactly this device")
+    ident = identify(device)
+    # A private instance that sees one GPU at most: all k trials must share the same device.
+    init_ray("local", num_cpus=cores, num_gpus=1 if device.type == "cuda" else 0)
+    rows: list[dict[str, str]] = []
+    try:
+        baseline: float | None = None
+        for k in sorted(set(config.trials) | {1}):
+            total, per_trial = _measure(config, k, device, cores)
+            baseline = baseline or total
+            row = {
+                "model": config.model, "trials": str(k), "batch_size": str(config.batch_size),
+                "precision": config.precision, "channels_last": str(config.channels_last).lower(),
+                "compiled": str(config.compile).lower(), "loader": "device", "steps": str(config.steps),
+                "images_per_s_total": f"{total:.1f}", "images_per_s_per_trial": f"{per_trial:.1f}",
+                "speedup_vs_one": f"{total / baseline:.3f}", "efficiency": f"{total / baseline / k:.3f}",
+                **{c: ident[c] for c in COLUMNS if c in ident},
+                "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+            append_row(table, row, COLUMNS)
+            rows.append(row)
+            print(f"  {k} trial(s) sharing {ident['device_name']}: {total:.0f} img/s in all, "
+                  f"{per_trial:.0f} per trial, {total / baseline:.2f}x one alone", flush=True)
+    finally:
+        ray.shutdown()
+    return rows
+
+
+def _measure(config: PackingConfig, k: int, device: torch.device, cores: int) -> tuple[float, float]:
+    """(total images/s, mean images/s per trial) of k trials sharing the device."""
+    import ray
+
+    share = {"num_gpus": 1 / k, "num_cpus": cores / k} if device.type == "cuda" else {"num_cpus": cores / k}
+    actor_class = ray.remote(**share)(PackedTrial)
+    actors = [actor_class.remote(config, device.type, max(1, cores // k), seed) for seed in range(k)]
+    try:
+        ray.get([a.train.remote(config.warmup) for a in actors])  # all warm before any is timed
+        spans = ray.get([a.train.remote(config.steps) for a in actors])
+    except ray.exceptions.RayTaskError as exc:
+        raise BenchmarkError(f"packing: a trial failed: {str(exc.cause).splitlines()[0]}") from None
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+    images = sum(n for _, _, n in spans)
+    total = images / (max(end for _, end, _ in spans) - min(start for start, _, _ in spans))
+    per_trial = sum(n / (end - start) for start, end, n in spans) / k
+    return total, per_trial
+
+
+SUMMARY_COLUMNS = ("model", "trials", "precision", "compiled", "images_per_s_total", "images_per_s_per_trial",
+                   "speedup_vs_one", "efficiency")

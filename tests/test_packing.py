@@ -1,0 +1,72 @@
+"""`python -m benchmark packing`: k trials sharing the device through Ray, end to end on the CPU,
+and its input errors (one line, exit 2, nothing appended)."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+
+from benchmark.__main__ import main
+from benchmark.packing import COLUMNS
+
+CORES = len(os.sched_getaffinity(0))
+TINY = ["--model", "resnet20", "--batch-size", "16", "--precision", "fp32", "--channels-last", "off",
+        "--steps", "3", "--warmup", "1", "--device", "cpu"]
+
+
+def read_rows(table: Path) -> list[dict[str, str]]:
+    with table.open(newline="") as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames or ()) == COLUMNS
+        return list(reader)
+
+
+@pytest.mark.skipif(CORES < 2, reason="sharing the CPU needs two cores")
+def test_packing_measures_k_trials_against_one(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # --trials 2 alone: the baseline (one trial with every core) is always measured first.
+    assert main(["packing", *TINY, "--trials", "2", "--out", str(tmp_path)]) == 0
+    assert "speedup_vs_one" in capsys.readouterr().out
+    rows = read_rows(tmp_path / "packing.csv")
+    assert [r["trials"] for r in rows] == ["1", "2"]
+    one, two = rows
+    assert float(one["speedup_vs_one"]) == 1.0 and float(one["efficiency"]) == 1.0
+    assert one["images_per_s_total"] == one["images_per_s_per_trial"]
+    # The speedup is the ratio of the two totals; the efficiency is the speedup per trial.
+    speedup = float(two["images_per_s_total"]) / float(one["images_per_s_total"])
+    assert float(two["speedup_vs_one"]) == pytest.approx(speedup, abs=2e-3)
+    assert float(two["efficiency"]) == pytest.approx(speedup / 2, abs=2e-3)
+    # The total spans from the first start to the last end, so it cannot beat the sum of the trials.
+    assert float(two["images_per_s_total"]) <= 2 * float(two["images_per_s_per_trial"]) * 1.001
+    for row in rows:
+        assert float(row["images_per_s_total"]) > 0
+        assert row["device_kind"] == "cpu" and int(row["cores"]) == CORES
+        assert row["compiled"] == "false"  # a CPU defaults to eager, as degradation_cpu.yaml
+        assert row["precision"] == "fp32" and row["loader"] == "device" and row["steps"] == "3"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--trials", str(CORES + 1)], f"--trials {CORES + 1}: a CPU trial needs at least one core"),
+    (["--trials", "0"], "--trials [0]: expected positive integers"),
+    (["--model", "resnet21"], "unknown model 'resnet21'"),
+    (["--precision", "fp16"], "fp16 needs a CUDA device"),
+    (["--precision", "fp64"], "--precision 'fp64': expected one of fp32, bf16, fp16"),
+    (["--steps", "0"], "--steps 0: expected an integer >= 1"),
+])
+def test_bad_input_is_one_line_and_appends_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], message: str
+) -> None:
+    assert main(["packing", *TINY, *args, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "packing.csv").exists()
+
+
+def test_a_table_with_another_schema_is_not_appended_to(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    table = tmp_path / "packing.csv"
+    table.write_text("model,trials\nresnet20,1\n")
+    assert main(["packing", *TINY, "--out", str(tmp_path)]) == 2
+    assert "packing.csv: header does not match" in capsys.readouterr().err
+    assert table.read_text() == "model,trials\nresnet20,1\n"
