@@ -11,8 +11,10 @@ many torch threads), each train the model with the fleet's step (`TrainStep`) fe
 device-resident loader, exactly as a trial does. Every actor first warms up (cuDNN autotuning,
 compilation, CUDA-graph capture); then all of them run `steps` steps at once. The total throughput of
 a packing is all their images divided by the span from the first start to the last end, so a
-straggler counts against it. The speedup is total(k) / total(1), both measured in the same run;
-the efficiency is speedup / k (1.0 = k trials each as fast as one alone).
+straggler counts against it. The k's are measured in `rounds` alternating rounds (fresh actors each
+time), and each k's row holds the median over the rounds, so load from other users of a shared
+machine hits every k alike. The speedup is total(k) / total(1), both from the same run; the
+efficiency is speedup / k (1.0 = k trials each as fast as one alone).
 
 Images are synthetic (`load_cifar10("synthetic")`): the loader's work and the step's depend on
 shapes, not pixel values, and the measurement then needs no dataset. The learning rate is 0.01
@@ -27,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import statistics
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
@@ -41,7 +44,7 @@ from benchmark.step import PRECISIONS
 
 COLUMNS = (
     "model", "trials", "batch_size", "precision", "channels_last", "compiled", "loader", "steps",
-    "images_per_s_total", "images_per_s_per_trial", "speedup_vs_one", "efficiency",
+    "rounds", "images_per_s_total", "images_per_s_per_trial", "speedup_vs_one", "efficiency",
     "device_kind", "device_name", "cpu_model", "cores", "driver", "cuda_version", "torch_version",
     "hostname", "git_commit", "measured_at",
 )
@@ -62,6 +65,7 @@ class PackingConfig:
     compile: bool | None = None  # None: on for CUDA, off for CPU
     steps: int = 200
     warmup: int = 20
+    rounds: int = 3
 
 
 def validate(config: PackingConfig, device: torch.device, cores: int) -> PackingConfig:
@@ -77,7 +81,7 @@ def validate(config: PackingConfig, device: torch.device, cores: int) -> Packing
                          f"and this machine has {cores}")
     if config.precision not in PRECISIONS:
         raise SuiteError(f"packing: --precision {config.precision!r}: expected one of {', '.join(PRECISIONS)}")
-    for key, least in (("batch_size", 1), ("steps", 1), ("warmup", 0)):
+    for key, least in (("batch_size", 1), ("steps", 1), ("warmup", 0), ("rounds", 1)):
         value = getattr(config, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise SuiteError(f"packing: --{key.replace('_', '-')} {value!r}: expected an integer >= {least}")
@@ -139,8 +143,8 @@ def _forever(loader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # noqa: AN
 
 
 def run_packing(config: PackingConfig, out: Path, device: torch.device) -> list[dict[str, str]]:
-    """Measure every k in `config.trials` (1 first: the baseline), appending a row to
-    `<out>/packing.csv` per k."""
+    """Measure every k in `config.trials` and k = 1 (the baseline) in alternating rounds; append one
+    row per k (medians over the rounds) to `<out>/packing.csv` once all are measured."""
     import ray
 
     from benchmark.ray_executor import init_ray
@@ -157,27 +161,33 @@ def run_packing(config: PackingConfig, out: Path, device: torch.device) -> list[
     ident = identify(device)
     # A private instance that sees one GPU at most: all k trials must share the same device.
     init_ray("local", num_cpus=cores, num_gpus=1 if device.type == "cuda" else 0)
-    rows: list[dict[str, str]] = []
+    ks = sorted(set(config.trials) | {1})
+    samples: dict[int, list[tuple[float, float]]] = {k: [] for k in ks}
     try:
-        baseline: float | None = None
-        for k in sorted(set(config.trials) | {1}):
-            total, per_trial = _measure(config, k, device, cores)
-            baseline = baseline or total
-            row = {
-                "model": config.model, "trials": str(k), "batch_size": str(config.batch_size),
-                "precision": config.precision, "channels_last": str(config.channels_last).lower(),
-                "compiled": str(config.compile).lower(), "loader": "device", "steps": str(config.steps),
-                "images_per_s_total": f"{total:.1f}", "images_per_s_per_trial": f"{per_trial:.1f}",
-                "speedup_vs_one": f"{total / baseline:.3f}", "efficiency": f"{total / baseline / k:.3f}",
-                **{c: ident[c] for c in COLUMNS if c in ident},
-                "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            }
-            append_row(table, row, COLUMNS)
-            rows.append(row)
-            print(f"  {k} trial(s) sharing {ident['device_name']}: {total:.0f} img/s in all, "
-                  f"{per_trial:.0f} per trial, {total / baseline:.2f}x one alone", flush=True)
+        for round_index in range(config.rounds):
+            for k in ks:
+                samples[k].append(_measure(config, k, device, cores))
+                print(f"  round {round_index + 1}/{config.rounds}: {k} trial(s) sharing {ident['device_name']}: "
+                      f"{samples[k][-1][0]:.0f} img/s in all", flush=True)
     finally:
         ray.shutdown()
+    baseline = statistics.median(total for total, _ in samples[1])
+    rows: list[dict[str, str]] = []
+    for k in ks:
+        total = statistics.median(total for total, _ in samples[k])
+        per_trial = statistics.median(per_trial for _, per_trial in samples[k])
+        row = {
+            "model": config.model, "trials": str(k), "batch_size": str(config.batch_size),
+            "precision": config.precision, "channels_last": str(config.channels_last).lower(),
+            "compiled": str(config.compile).lower(), "loader": "device", "steps": str(config.steps),
+            "rounds": str(config.rounds), "images_per_s_total": f"{total:.1f}",
+            "images_per_s_per_trial": f"{per_trial:.1f}", "speedup_vs_one": f"{total / baseline:.3f}",
+            "efficiency": f"{total / baseline / k:.3f}",
+            **{c: ident[c] for c in COLUMNS if c in ident},
+            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        append_row(table, row, COLUMNS)
+        rows.append(row)
     return rows
 
 

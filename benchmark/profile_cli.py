@@ -52,6 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     packing.add_argument("--compile", choices=("on", "off"), help="default: on for a GPU, off for a CPU")
     packing.add_argument("--steps", type=int, default=200, metavar="N", help="timed steps per trial")
     packing.add_argument("--warmup", type=int, default=20, metavar="N", help="untimed steps per trial first")
+    packing.add_argument("--rounds", type=int, default=3, metavar="N",
+                         help="alternating rounds over the k's; each row is the median (default 3)")
     packing.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
     packing.add_argument("--out", type=Path, default=Path("results/throughput"))
     packing.set_defaults(func=main_packing)
@@ -67,7 +69,7 @@ def main_packing(args: argparse.Namespace) -> int:
     config = packing.PackingConfig(
         model=args.model, trials=tuple(trials), batch_size=args.batch_size, precision=args.precision,
         channels_last=args.channels_last == "on", compile=None if args.compile is None else args.compile == "on",
-        steps=args.steps, warmup=args.warmup,
+        steps=args.steps, warmup=args.warmup, rounds=args.rounds,
     )
     rows = packing.run_packing(config, args.out, device)
     print(profile.format_table(rows, packing.SUMMARY_COLUMNS))

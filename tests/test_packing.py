@@ -14,7 +14,7 @@ from benchmark.packing import COLUMNS
 
 CORES = len(os.sched_getaffinity(0))
 TINY = ["--model", "resnet20", "--batch-size", "16", "--precision", "fp32", "--channels-last", "off",
-        "--steps", "3", "--warmup", "1", "--device", "cpu"]
+        "--steps", "3", "--warmup", "1", "--rounds", "1", "--device", "cpu"]
 
 
 def read_rows(table: Path) -> list[dict[str, str]]:
@@ -26,9 +26,10 @@ def read_rows(table: Path) -> list[dict[str, str]]:
 
 @pytest.mark.skipif(CORES < 2, reason="sharing the CPU needs two cores")
 def test_packing_measures_k_trials_against_one(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    # --trials 2 alone: the baseline (one trial with every core) is always measured first.
-    assert main(["packing", *TINY, "--trials", "2", "--out", str(tmp_path)]) == 0
-    assert "speedup_vs_one" in capsys.readouterr().out
+    # --trials 2 alone: the baseline (one trial with every core) is always measured too.
+    assert main(["packing", *TINY, "--trials", "2", "--rounds", "2", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "speedup_vs_one" in out and "round 2/2: 2 trial(s)" in out
     rows = read_rows(tmp_path / "packing.csv")
     assert [r["trials"] for r in rows] == ["1", "2"]
     one, two = rows
@@ -45,6 +46,7 @@ def test_packing_measures_k_trials_against_one(tmp_path: Path, capsys: pytest.Ca
         assert row["device_kind"] == "cpu" and int(row["cores"]) == CORES
         assert row["compiled"] == "false"  # a CPU defaults to eager, as degradation_cpu.yaml
         assert row["precision"] == "fp32" and row["loader"] == "device" and row["steps"] == "3"
+        assert row["rounds"] == "2"
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -54,6 +56,7 @@ def test_packing_measures_k_trials_against_one(tmp_path: Path, capsys: pytest.Ca
     (["--precision", "fp16"], "fp16 needs a CUDA device"),
     (["--precision", "fp64"], "--precision 'fp64': expected one of fp32, bf16, fp16"),
     (["--steps", "0"], "--steps 0: expected an integer >= 1"),
+    (["--rounds", "0"], "--rounds 0: expected an integer >= 1"),
 ])
 def test_bad_input_is_one_line_and_appends_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], message: str

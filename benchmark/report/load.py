@@ -49,7 +49,7 @@ PACKING_COLUMNS = (  # the columns of results/throughput/packing.csv a report re
     "model", "trials", "batch_size", "precision", "channels_last", "compiled", "images_per_s_total",
     "images_per_s_per_trial", "speedup_vs_one", "efficiency", "device_name", "measured_at",
 )
-PACKING_NUMERIC = ("trials", "batch_size", "steps", "images_per_s_total", "images_per_s_per_trial",
+PACKING_NUMERIC = ("trials", "batch_size", "steps", "rounds", "images_per_s_total", "images_per_s_per_trial",
                    "speedup_vs_one", "efficiency", "cores")
 # Written by `python -m benchmark analyze --out results/<suite>/analysis` (report/diagnostics.py).
 ANALYSIS_FILES = ("gradient_norms.csv", "layer_responses.csv")

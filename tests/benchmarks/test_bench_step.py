@@ -1,4 +1,5 @@
-"""Training-step and training-"epoch" speed on a CPU (issue #6).
+"""Training-step and training-"epoch" speed on this machine's device: the GPU if there is one, else
+the CPU (issue #6).
 
     .venv/bin/python -m pytest tests/benchmarks/test_bench_step.py --benchmark-only -s
 
@@ -15,8 +16,10 @@
    A whole epoch takes minutes on 2 cores, so each side runs STEPS steps of batch 128 after its
    warm-up (worker start-up for the baseline, compilation for the fast path, both reported but not
    timed), in ROUNDS alternating rounds so that load from other users of the machine hits both
-   sides alike. The goal (for ResNet-20) is a ratio >= 1.5; the test asserts it. ResNet-56 is
-   reported alongside: its step costs 3x more, so the loader's share, and the gain, are smaller.
+   sides alike. The goals, asserted: on a CPU, ResNet-20 >= 1.5x (ResNet-56 is reported alongside:
+   its step costs 3x more, so the loader's share, and the gain, are smaller); on a GPU, ResNet-56
+   >= 4x, where the fast path (CUDA graphs through compile mode "reduce-overhead") removes the
+   launch and host-sync overhead that bounds the eager loop (DESIGN "Facts that matter").
 
 pytest-benchmark times the fast side (the benchmarked function); the baseline side runs in the
 round's `setup` (untimed by pytest-benchmark) and is timed here with `time.perf_counter`. Both
@@ -44,7 +47,22 @@ STEP_ROUNDS = 15
 STEPS = 10           # timed steps per side per round of the epoch comparison
 ROUNDS = 4           # -> 40 timed steps of each side
 EPOCH_WARMUP = 5     # untimed steps of each side before its timed ones (compile happens here)
-CPU = torch.device("cpu")
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+ON_GPU = DEVICE.type == "cuda"
+# The baseline's DataLoader workers: akamaster's default (4) where a GPU machine has the cores for
+# it; on the 2-core CPU machines, one per core.
+BASELINE_WORKERS = 4 if ON_GPU else 2
+if ON_GPU:  # a GPU step is ~100x faster: more steps per round for a stable rate
+    STEPS, EPOCH_WARMUP = 50, 20
+
+
+@pytest.fixture(autouse=True, scope="module")
+def cudnn_autotune():  # noqa: ANN201
+    """Both sides let cuDNN pick its fastest kernels, as akamaster's trainer and `train_trial` do."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = ON_GPU
+    yield
+    torch.backends.cudnn.benchmark = before
 
 
 def sgd(model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -59,14 +77,15 @@ def sgd(model: torch.nn.Module) -> torch.optim.Optimizer:
 def test_train_step(benchmark, channels_last: bool, compile: bool) -> None:  # noqa: ANN001
     torch.manual_seed(0)
     model = build_model("resnet20")
-    step = TrainStep(model, sgd(model), CPU, channels_last=channels_last, compile=compile)
-    x, y = torch.randn(BATCH, 3, 32, 32), torch.randint(0, 10, (BATCH,))
+    step = TrainStep(model, sgd(model), DEVICE, channels_last=channels_last, compile=compile)
+    x, y = torch.randn(BATCH, 3, 32, 32, device=DEVICE), torch.randint(0, 10, (BATCH,), device=DEVICE)
     started = time.perf_counter()
     for _ in range(STEP_WARMUP):
         step.step(x, y)
     warmup_s = time.perf_counter() - started
-    benchmark.group = "train step, resnet20, batch 128, cpu fp32"
-    benchmark.pedantic(step.step, args=(x, y), rounds=STEP_ROUNDS, iterations=1)
+    benchmark.group = f"train step, resnet20, batch 128, {DEVICE.type} fp32"
+    run_step = step.step if not ON_GPU else lambda x, y: (step.step(x, y), torch.cuda.synchronize())
+    benchmark.pedantic(run_step, args=(x, y), rounds=STEP_ROUNDS, iterations=1)
     assert step.pop_metrics()["samples"] == BATCH * (STEP_WARMUP + STEP_ROUNDS)
     images_per_s = BATCH / benchmark.stats.stats.median
     benchmark.extra_info.update(images_per_s=round(images_per_s, 1), warmup_s=round(warmup_s, 1))
@@ -85,7 +104,8 @@ def cifar():  # noqa: ANN201
 
 
 def baseline_batches(cifar) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # noqa: ANN001
-    train_loader, _ = build_loaders(cifar, loader="torch", batch_size=BATCH, device=CPU, seed=0)
+    train_loader, _ = build_loaders(cifar, loader="torch", batch_size=BATCH, device=DEVICE, seed=0,
+                                    num_workers=BASELINE_WORKERS)
     return iter(train_loader.epoch(0))
 
 
@@ -105,19 +125,24 @@ def baseline_steps(model, optimizer, batches, count: int) -> None:  # noqa: ANN0
     assert seen == count * BATCH
 
 
-# The goal (issue #6: >= 1.5x for ResNet-20) is asserted on the full fast step: channels-last, bf16
-# autocast and torch.compile, the levers the issue names. The fp32 fast path is reported beside it:
-# it lands at 1.48-1.54x here, too close to the line to assert on a shared 2-core machine.
-@pytest.mark.parametrize(("model_name", "precision", "goal"), [
-    ("resnet20", "fp32", None), ("resnet20", "bf16", 1.5), ("resnet56", "fp32", None), ("resnet56", "bf16", None)])
-def test_epoch_speedup(benchmark, cifar, model_name: str, precision: str, goal: float | None) -> None:  # noqa: ANN001
+# The goals (issue #6: >= 1.5x for ResNet-20 on a CPU, >= 4x for ResNet-56 on a GPU) are asserted on
+# the full fast step: channels-last, bf16 autocast and torch.compile, the levers the issue names. The
+# fp32 fast path is reported beside it: on the CPU it lands at 1.48-1.54x, too close to the line to
+# assert on a shared 2-core machine.
+GOALS = {"cpu": {"resnet20": 1.5}, "cuda": {"resnet56": 4.0}}[DEVICE.type]
+
+
+@pytest.mark.parametrize(("model_name", "precision"), [
+    ("resnet20", "fp32"), ("resnet20", "bf16"), ("resnet56", "fp32"), ("resnet56", "bf16")])
+def test_epoch_speedup(benchmark, cifar, model_name: str, precision: str) -> None:  # noqa: ANN001
+    goal = GOALS.get(model_name) if precision == "bf16" else None
     torch.manual_seed(0)
-    base_model = build_model(model_name)
+    base_model = build_model(model_name).to(DEVICE)
     base_optimizer = sgd(base_model)
     torch.manual_seed(0)
     fast_model = build_model(model_name)
-    fast = TrainStep(fast_model, sgd(fast_model), CPU, precision=precision, channels_last=True, compile=True)
-    fast_loader, _ = build_loaders(cifar, loader="device", batch_size=BATCH, device=CPU, seed=0)
+    fast = TrainStep(fast_model, sgd(fast_model), DEVICE, precision=precision, channels_last=True, compile=True)
+    fast_loader, _ = build_loaders(cifar, loader="device", batch_size=BATCH, device=DEVICE, seed=0)
     fast_batches = iter(fast_loader.epoch(0))
 
     started = time.perf_counter()
@@ -142,7 +167,7 @@ def test_epoch_speedup(benchmark, cifar, model_name: str, precision: str, goal: 
             fast.step(x, y)
         fast.pop_metrics()  # one host sync per round, as the trainer does per eval interval
 
-    benchmark.group = f"training stretch, {model_name}, batch 128, cpu, fast path {precision}"
+    benchmark.group = f"training stretch, {model_name}, batch 128, {DEVICE.type}, fast path {precision}"
     benchmark.pedantic(run_fast_round, setup=run_baseline_round, rounds=ROUNDS, iterations=1)
 
     baseline_rate = BATCH * STEPS * ROUNDS / sum(baseline_s)
