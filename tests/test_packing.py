@@ -24,6 +24,15 @@ def read_rows(table: Path) -> list[dict[str, str]]:
         return list(reader)
 
 
+@pytest.fixture
+def no_ray_running() -> None:
+    """The measurement starts its own private Ray; an earlier test's Ray run may still be up."""
+    import ray
+
+    ray.shutdown()
+
+
+@pytest.mark.usefixtures("no_ray_running")
 @pytest.mark.skipif(CORES < 2, reason="sharing the CPU needs two cores")
 def test_packing_measures_k_trials_against_one(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # --trials 2 alone: the baseline (one trial with every core) is always measured too.
@@ -73,3 +82,18 @@ def test_a_table_with_another_schema_is_not_appended_to(tmp_path: Path, capsys: 
     assert main(["packing", *TINY, "--out", str(tmp_path)]) == 2
     assert "packing.csv: header does not match" in capsys.readouterr().err
     assert table.read_text() == "model,trials\nresnet20,1\n"
+
+
+def test_a_ray_already_running_in_the_process_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # Its resources are not this measurement's to choose (it might see other GPUs, or other users).
+    from benchmark.ray_executor import init_ray
+
+    init_ray("local", num_cpus=1, num_gpus=0)
+    try:
+        assert main(["packing", *TINY, "--out", str(tmp_path)]) == 2
+    finally:
+        import ray
+
+        ray.shutdown()
+    assert "Ray is already running in this process" in capsys.readouterr().err
+    assert not (tmp_path / "packing.csv").exists()
