@@ -201,8 +201,9 @@ def _measure(config: PackingConfig, k: int, device: torch.device, cores: int) ->
     try:
         ray.get([a.train.remote(config.warmup) for a in actors])  # all warm before any is timed
         spans = ray.get([a.train.remote(config.steps) for a in actors])
-    except ray.exceptions.RayTaskError as exc:
-        raise BenchmarkError(f"packing: a trial failed: {str(exc.cause).splitlines()[0]}") from None
+    except ray.exceptions.RayError as exc:  # a step raised (RayTaskError) or an actor died (RayActorError)
+        cause = getattr(exc, "cause", None) or exc
+        raise BenchmarkError(f"packing: a trial failed: {(str(cause).strip().splitlines() or [type(cause).__name__])[0]}") from None
     finally:
         for actor in actors:
             ray.kill(actor)

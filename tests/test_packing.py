@@ -97,3 +97,19 @@ def test_a_ray_already_running_in_the_process_is_refused(tmp_path: Path, capsys:
         ray.shutdown()
     assert "Ray is already running in this process" in capsys.readouterr().err
     assert not (tmp_path / "packing.csv").exists()
+
+
+@pytest.mark.usefixtures("no_ray_running")
+def test_a_trial_that_fails_is_one_line_and_appends_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmark import packing
+
+    def out_of_memory(self: packing.PackedTrial, steps: int) -> None:
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\n(the rest of torch's message)")
+
+    monkeypatch.setattr(packing.PackedTrial, "train", out_of_memory)  # Ray ships the class by value
+    assert main(["packing", *TINY, "--trials", "1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: packing: a trial failed: CUDA out of memory. Tried to allocate 2.00 GiB\n"
+    assert not (tmp_path / "packing.csv").exists()
