@@ -122,6 +122,25 @@ def test_compile_and_channels_last_match_eager() -> None:
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.slow
+def test_compiled_step_marks_weights_and_bn_statistics_static() -> None:
+    # The precondition for CUDA graphs on a GPU (compile mode "reduce-overhead"), checkable here:
+    # BN's running statistics are updated in place every training step, and cudagraph trees only
+    # capture a graph whose mutated inputs are static (parameters, buffers); a mutated non-static
+    # input makes inductor skip CUDA graphs ("skipping cudagraphs due to mutated inputs", as in
+    # pytorch/pytorch#139207). Passing the module into the compiled function (TrainStep) must
+    # therefore leave every parameter and buffer marked static by Dynamo.
+    from benchmark.models import build_model
+
+    model = build_model("resnet20")
+    step = TrainStep(model, sgd(model), CPU, compile=True)
+    step.step(torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,)))
+    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    assert any("running_mean" in name for name in tensors)
+    not_static = [n for n, t in tensors.items() if getattr(t, "_dynamo_static_input_type", None) is None]
+    assert not_static == []
+
+
 def test_bf16_on_cpu_is_close_to_fp32() -> None:
     loss, _ = one_step_loss()
     loss_bf16, _ = one_step_loss(precision="bf16")
