@@ -60,14 +60,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main_packing(args: argparse.Namespace) -> int:
-    import os
-
     from benchmark import packing, profile
 
     device = _device(args.device)
-    trials = args.trials or ((1, 4) if device.type == "cuda" else (1, len(os.sched_getaffinity(0))))
     config = packing.PackingConfig(
-        model=args.model, trials=tuple(trials), batch_size=args.batch_size, precision=args.precision,
+        model=args.model, trials=tuple(args.trials) if args.trials else None, batch_size=args.batch_size, precision=args.precision,
         channels_last=args.channels_last == "on", compile=None if args.compile is None else args.compile == "on",
         steps=args.steps, warmup=args.warmup, rounds=args.rounds,
     )
