@@ -17,8 +17,8 @@ machine hits every k alike. The speedup is total(k) / total(1), both from the sa
 efficiency is speedup / k (1.0 = k trials each as fast as one alone).
 
 Images are synthetic (`load_cifar10("synthetic")`): the loader's work and the step's depend on
-shapes, not pixel values, and the measurement then needs no dataset. The learning rate is 0.01
-as in `benchmark.profile` (random-ish labels at lr 0.1 can produce NaNs that would distort timings).
+shapes, not pixel values, and the measurement then needs no dataset. The optimizer is the
+profile's (`timing_optimizer`: the paper's SGD at lr 0.01).
 
 Rows are appended to `<out>/packing.csv` (schema: docs/interfaces.md), one per k, beside the
 profile's throughput.csv, so machines build one table.
@@ -39,7 +39,7 @@ import torch
 
 from benchmark.errors import BenchmarkError, ModelError, SuiteError
 from benchmark.models import model_info
-from benchmark.profile import append_row, check_header, identify, skip_reason
+from benchmark.profile import append_row, check_header, identify, skip_reason, timing_optimizer
 from benchmark.step import PRECISIONS
 
 COLUMNS = (
@@ -110,8 +110,7 @@ class PackedTrial:
         loader, _ = build_loaders(data, loader="device", batch_size=config.batch_size, device=device, seed=seed)
         self.batches = _forever(loader)
         model = build_model(config.model)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-        self.trainer = TrainStep(model, optimizer, device, config.precision,
+        self.trainer = TrainStep(model, timing_optimizer(model), device, config.precision,
                                  channels_last=config.channels_last, compile=bool(config.compile))
 
     def train(self, steps: int) -> tuple[float, float, int]:

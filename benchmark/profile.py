@@ -273,11 +273,15 @@ def _num_classes(model: torch.nn.Module) -> int:
     return last.out_features
 
 
+def timing_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The paper's optimizer (Section 4.2: SGD, momentum 0.9, weight decay 1e-4) for timing runs on
+    made-up data: lr 0.01 keeps random labels from producing denormals or NaNs that would distort
+    the timings. Used by the profile and by `benchmark.packing`."""
+    return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+
+
 def _train_runner(model, x, y, precision, channels_last, compiled, device):  # noqa: ANN001, ANN202
-    # The paper's optimizer (Section 4.2): SGD, momentum 0.9, weight decay 1e-4. lr 0.01 keeps the
-    # random-label problem from producing denormals or NaNs that would distort CPU timings.
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    step = TrainStep(model, optimizer, device, precision, channels_last=channels_last, compile=compiled)
+    step = TrainStep(model, timing_optimizer(model), device, precision, channels_last=channels_last, compile=compiled)
     return partial(step.step, x, y)
 
 
