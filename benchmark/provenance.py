@@ -6,7 +6,6 @@ import os
 import platform
 import socket
 import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -67,5 +66,4 @@ def provenance(device: torch.device) -> dict[str, str]:
         "hostname": socket.gethostname(),
         "cuda_version": torch.version.cuda or "",
         **package_versions(),
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
     }

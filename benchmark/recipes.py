@@ -67,6 +67,14 @@ class Recipe(BaseModel):
         return row
 
 
+def _recipe_columns() -> tuple[str, ...]:
+    """The runs table's recipe columns: `recipe` and `recipe_<field>` for every field, in order."""
+    return ("recipe", *(f"recipe_{name}" for name in Recipe.model_fields if name != "name"))
+
+
+RECIPE_COLUMNS = _recipe_columns()
+
+
 # Section 4.2 (CIFAR-10): "We use a weight decay of 0.0001 and momentum of 0.9 ... mini-batch size
 # of 128 ... start with a learning rate of 0.1, divide it by 10 at 32k and 48k iterations, and
 # terminate training at 64k iterations". ResNet-110 (and deeper) warm up at 0.01.
@@ -101,11 +109,3 @@ IMAGENET_HE2015 = Recipe(
 
 RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (CIFAR10_HE2015, IMAGENET_HE2015)}
 
-
-def recipe_with(name: str, overrides: dict[str, object]) -> Recipe:
-    """The named recipe with `overrides` applied and re-validated.
-
-    Raises KeyError for an unknown name (the suite loader turns it into a one-line error).
-    """
-    base = RECIPES[name]
-    return Recipe.model_validate({**base.model_dump(), **overrides, "name": name})

@@ -23,6 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from benchmark.recipes import RECIPE_COLUMNS
+
 METRIC_COLUMNS = (
     "trial_id", "step", "epoch", "lr", "train_loss", "train_error", "eval_loss", "eval_error",
     "eval_top5_error", "eval_split", "images_per_s", "wall_s",
@@ -32,9 +34,7 @@ RUN_COLUMNS = (
     "trial_id", "suite", "model", "family", "kind", "depth", "shortcut", "preact", "seed", "status",
     "steps", "final_train_error", "final_eval_error", "final_eval_top5_error", "final_eval_loss",
     "eval_split", "eval_ten_crop", "images_per_s", "wall_s", "dataset", "data_source", "split", "loader", "precision",
-    "channels_last", "compile", "recipe", "recipe_lr", "recipe_momentum", "recipe_weight_decay",
-    "recipe_batch_size", "recipe_max_steps", "recipe_schedule", "recipe_lr_milestones", "recipe_lr_decay",
-    "recipe_warmup_lr", "recipe_warmup_until_train_error", "recipe_warmup_min_depth", "device",
+    "channels_last", "compile", *RECIPE_COLUMNS, "device",
     "git_commit", "torch_version", "torchvision_version", "numpy_version", "ray_version", "ffcv_version",
     "cuda_version", "python_version", "hostname", "started_at", "finished_at", "error",
 )

@@ -42,6 +42,10 @@ def read_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def check_complete(runs: pd.DataFrame, metrics: pd.DataFrame, steps: int, every: int) -> None:
     assert list(runs.columns) == list(RUN_COLUMNS)
+    # Every recipe field reaches the runs table (the writer drops keys it has no column for).
+    recipe_columns = [c for c in runs.columns if c.startswith("recipe_")]
+    assert {"recipe_warmup_max_steps", "recipe_plateau_patience"} <= set(recipe_columns)
+    assert runs[recipe_columns].notna().all().all()
     assert list(metrics.columns) == list(METRIC_COLUMNS)
     assert set(runs["status"]) == {"completed"}, runs[["trial_id", "status", "error"]]
     assert not metrics.duplicated(["trial_id", "step"]).any()
