@@ -143,7 +143,7 @@ def test_shortcut_and_throughput_numbers(cifar) -> None:
     runs = tables.run_throughput_table(cifar)
     row = _row(runs, variant="resnet20-A", device="cpu")
     assert (row["n"], row["mean"]) == (3, 420.0)
-    hardware = tables.hardware_table(cifar).set_index("model")
+    hardware = tables.hardware_table(cifar.throughput).set_index("model")
     # resnet20 on the CPU was measured twice: the later measurement (500) wins over 490.
     assert hardware.loc["resnet20", "Intel Xeon (2 cores)"] == 500
     assert hardware.loc["resnet56", "NVIDIA H100 80GB HBM3"] == 12000
@@ -244,3 +244,16 @@ def test_a_folder_with_only_packing_measurements_gets_a_throughput_report(tmp_pa
     (folder / "packing.csv").write_text((FIXTURES / "throughput" / "packing.csv").read_text())
     markdown = (build_report(folder, tmp_path / "report") / "report.md").read_text()
     assert "Trials sharing one device" in markdown and "| 60000 |" in markdown
+
+
+def test_runs_without_optional_provenance_columns_still_report(tmp_path: Path) -> None:
+    # git_commit and torch_version are shown when present, not required (load.RUNS_COLUMNS).
+    folder = tmp_path / "suite"
+    shutil.copytree(FIXTURES / "cifar_mini", folder)
+    lines = (folder / "runs.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    keep = [i for i, name in enumerate(header) if name not in ("git_commit", "torch_version")]
+    assert len(keep) == len(header) - 2
+    (folder / "runs.csv").write_text("\n".join(",".join(line.split(",")[i] for i in keep) for line in lines) + "\n")
+    markdown = (build_report(folder, tmp_path / "report") / "report.md").read_text()
+    assert "git commits:" not in markdown and "devices:" in markdown

@@ -126,3 +126,12 @@ def test_valid_fixture_loads() -> None:
     results = load_results(CIFAR)
     assert len(results.runs) == 15 and len(results.metrics) == 37
     assert set(results.analysis) == {"gradient_norms", "layer_responses"}
+
+
+def test_bad_boolean_in_the_packing_table(tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "throughput"
+    folder.mkdir()
+    fixture = (CIFAR.parent / "throughput" / "packing.csv").read_text().splitlines()
+    fixture[1] = fixture[1].replace(",true,false,", ",true,maybe,", 1)
+    (folder / "packing.csv").write_text("\n".join(fixture) + "\n")
+    _expect(folder, str(folder / "packing.csv"), "compiled", capsys=capsys)

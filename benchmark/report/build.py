@@ -53,6 +53,8 @@ def _summary(results: Results) -> list[Block]:
     provenance = []
     for column, label in (("dataset", "datasets"), ("data_source", "data sources"), ("device", "devices"),
                           ("git_commit", "git commits"), ("torch_version", "torch")):
+        if column not in runs:  # not a required column: an older or hand-made runs.csv may lack it
+            continue
         values = sorted(v for v in runs[column].unique() if v)
         if values:
             provenance.append(f"{label}: {', '.join(values)}")
@@ -160,24 +162,21 @@ def _convergence(results: Results) -> list[Block]:
             _table(wide[["dataset", "variant"] + order])]
 
 
-def _throughput(results: Results) -> list[Block]:
-    blocks: list[Block] = []
+def _run_throughput(results: Results) -> list[Block]:
     runs = tables.run_throughput_table(results)
-    if not runs.empty:
-        blocks += [Heading("Throughput"), Paragraph("Training images/s recorded by the trials (runs.csv)."),
-                   _table(runs.assign(mean=runs["mean"].map(lambda v: _num(v, 0)),
-                                      std=runs["std"].map(lambda v: _num(v, 0))))]
-    hardware = tables.hardware_table(results)
-    if not hardware.empty:
-        if not blocks:
-            blocks.append(Heading("Throughput"))
-        devices = [c for c in hardware.columns if c not in
-                   ("model", "mode", "batch_size", "precision", "channels_last", "compiled")]
-        shown = hardware.assign(**{d: hardware[d].map(lambda v: _num(v, 0)) for d in devices},
-                                batch_size=hardware["batch_size"].map(lambda v: _num(v, 0)))
-        blocks += [Paragraph(f"Images/s per device from {results.throughput_path} (latest measurement of each "
-                             "setting)."), _table(shown)]
-    return blocks
+    if runs.empty:
+        return []
+    return [Heading("Throughput"), Paragraph("Training images/s recorded by the trials (runs.csv)."),
+            _table(runs.assign(mean=runs["mean"].map(lambda v: _num(v, 0)), std=runs["std"].map(lambda v: _num(v, 0))))]
+
+
+def _hardware(throughput: pd.DataFrame, source: Path) -> list[Block]:
+    hardware = tables.hardware_table(throughput)
+    devices = [c for c in hardware.columns if c not in tables.THROUGHPUT_SETTING]
+    shown = hardware.assign(**{d: hardware[d].map(lambda v: _num(v, 0)) for d in devices},
+                            batch_size=hardware["batch_size"].map(lambda v: _num(v, 0)))
+    return [Heading("Throughput per device"),
+            Paragraph(f"Images/s per device from {source} (latest measurement of each setting)."), _table(shown)]
 
 
 def _diagnostics(results: Results, folder: Path) -> list[Block]:
@@ -214,7 +213,14 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
         blocks.append(Heading("Final error against depth"))
         blocks += [save_figure(named, folder) for named in depth_figures]
     blocks += _reproduction(results) + _published(results) + _shortcuts(results)
-    blocks += _convergence(results) + _throughput(results) + _diagnostics(results, folder)
+    blocks += _convergence(results) + _run_throughput(results)
+    if results.throughput is not None and results.throughput_path is not None:
+        blocks += _hardware(results.throughput, results.throughput_path)
+    blocks += _diagnostics(results, folder)
+    return _write(out, title, blocks)
+
+
+def _write(out: Path, title: str, blocks: list[Block]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(to_markdown(title, blocks), encoding="utf-8")
     (out / "report.html").write_text(to_html(title, blocks), encoding="utf-8")
@@ -223,38 +229,34 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
 
 def _throughput_only(path: Path) -> bool:
     """`results/throughput/`: the profile's and/or the packing table, and no trials."""
-    tables_there = (path / "throughput.csv").is_file() or (path / "packing.csv").is_file()
-    return path.is_dir() and tables_there and not (path / "runs.csv").exists()
+    has_tables = (path / "throughput.csv").is_file() or (path / "packing.csv").is_file()
+    return has_tables and not (path / "runs.csv").exists()
 
 
 def _build_throughput_report(path: Path, out_dir: str | Path | None) -> Path:
     """The hardware side by side of `results/throughput/` (issue #6): throughput.csv from
     `python -m benchmark profile`, packing.csv from `python -m benchmark packing`."""
     out = Path(out_dir) if out_dir is not None else default_out_dir(path, path.name)
+    throughput_path, packing_path = path / "throughput.csv", path / "packing.csv"
     blocks: list[Block] = []
-    if (path / "throughput.csv").is_file():
-        throughput = load_throughput(path / "throughput.csv")
-        results = Results(path=path, suite=path.name, runs=pd.DataFrame(), metrics=pd.DataFrame(),
-                          throughput=throughput, throughput_path=path / "throughput.csv")
+    if throughput_path.is_file():
+        throughput = load_throughput(throughput_path)
         devices = sorted(throughput["device_name"].astype(str).unique())
         blocks += [
             Paragraph(f"{len(throughput)} measurements on {len(devices)} device(s): {', '.join(devices)}."),
             save_figure(figures.throughput_figure(throughput), out / "figures"),
-        ] + _throughput(results)
-    if (path / "packing.csv").is_file():
-        blocks += _packing(load_packing(path / "packing.csv"), path / "packing.csv")
-    out.mkdir(parents=True, exist_ok=True)
-    title = f"Throughput report: {path.name}"
-    (out / "report.md").write_text(to_markdown(title, blocks), encoding="utf-8")
-    (out / "report.html").write_text(to_html(title, blocks), encoding="utf-8")
-    return out
+            *_hardware(throughput, throughput_path),
+        ]
+    if packing_path.is_file():
+        blocks += _packing(load_packing(packing_path), packing_path)
+    return _write(out, f"Throughput report: {path.name}", blocks)
 
 
 def _packing(packing: pd.DataFrame, source: Path) -> list[Block]:
     table = tables.packing_table(packing)
     shown = table.assign(**{c: table[c].map(lambda v: _num(v, 0)) for c in
                             ("batch_size", "trials", "images_per_s_total", "images_per_s_per_trial")},
-                         **{c: table[c].map(lambda v: _num(v, 2)) for c in ("speedup_vs_one", "efficiency")})
+                         **{c: table[c].map(_num) for c in ("speedup_vs_one", "efficiency")})
     return [Heading("Trials sharing one device"),
             Paragraph(f"From {source} (`python -m benchmark packing`): k trials, each given 1/k of the device "
                       "through Ray's fractional resources, train at once; speedup = their total images/s over "

@@ -17,7 +17,7 @@ from matplotlib.lines import Line2D
 
 from benchmark.reference import paper_table
 from benchmark.report.load import Results
-from benchmark.report.tables import depth_table
+from benchmark.report.tables import THROUGHPUT_SETTING, depth_table, latest
 
 STYLE = "whitegrid"
 
@@ -202,9 +202,7 @@ def response_figure(responses: pd.DataFrame) -> NamedFigure:
 
 def throughput_figure(throughput: pd.DataFrame) -> NamedFigure:
     """Training and inference images/s per model, one bar per device × setting (log scale)."""
-    frame = throughput.sort_values("measured_at", kind="stable")
-    keys = ["model", "mode", "batch_size", "precision", "channels_last", "compiled", "device_name"]
-    frame = frame.groupby(keys, sort=False).tail(1).copy()
+    frame = latest(throughput, THROUGHPUT_SETTING + ["device_name"]).copy()
     frame["setting"] = (frame["device_name"].astype(str) + ", " + frame["precision"].astype(str)
                         + np.where(frame["channels_last"], ", channels-last", "")
                         + np.where(frame["compiled"], ", compiled", ""))

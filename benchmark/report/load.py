@@ -215,20 +215,22 @@ def _throughput_path(results_dir: Path) -> Path | None:
     return None
 
 
-def load_throughput(path: Path) -> pd.DataFrame:
-    """The profile's table (results/throughput/throughput.csv), validated."""
-    throughput = _read_csv(path, THROUGHPUT_COLUMNS, THROUGHPUT_NUMERIC)
+def _load_measurements(path: Path, required: tuple[str, ...], numeric: tuple[str, ...]) -> pd.DataFrame:
+    """An append-only measurement table of results/throughput/, validated."""
+    table = _read_csv(path, required, numeric)
     for column in ("channels_last", "compiled"):
-        _parse_bool(throughput, column, path)
-    return throughput
+        _parse_bool(table, column, path)
+    return table
+
+
+def load_throughput(path: Path) -> pd.DataFrame:
+    """The profile's table (results/throughput/throughput.csv, `python -m benchmark profile`)."""
+    return _load_measurements(path, THROUGHPUT_COLUMNS, THROUGHPUT_NUMERIC)
 
 
 def load_packing(path: Path) -> pd.DataFrame:
-    """The packing table (results/throughput/packing.csv, `python -m benchmark packing`), validated."""
-    packing = _read_csv(path, PACKING_COLUMNS, PACKING_NUMERIC)
-    for column in ("channels_last", "compiled"):
-        _parse_bool(packing, column, path)
-    return packing
+    """The packing table (results/throughput/packing.csv, `python -m benchmark packing`)."""
+    return _load_measurements(path, PACKING_COLUMNS, PACKING_NUMERIC)
 
 
 def load_results(results_dir: str | Path) -> Results:

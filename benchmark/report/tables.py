@@ -181,26 +181,27 @@ def convergence_table(results: Results, thresholds: tuple[float, ...] = CONVERGE
 
 def run_throughput_table(results: Results) -> pd.DataFrame:
     """Training images/s per variant and device from runs.csv (trials that recorded it)."""
-    if results.runs.empty:  # a throughput-only folder has no trials
-        return pd.DataFrame()
     runs = results.runs[np.isfinite(results.runs["images_per_s"])]
     grouped = runs.groupby(["variant", "device"], sort=False)["images_per_s"]
     frame = grouped.agg(n="count", mean="mean", std="std").reset_index()
     return frame.sort_values(["variant", "device"], kind="stable").reset_index(drop=True)
 
 
-def hardware_table(results: Results) -> pd.DataFrame:
-    """throughput.csv as a side-by-side: one row per measurement setting, one column per device.
+THROUGHPUT_SETTING = ["model", "mode", "batch_size", "precision", "channels_last", "compiled"]
+PACKING_SETTING = ["device_name", "model", "batch_size", "precision", "channels_last", "compiled", "trials"]
 
-    Several measurements of the same setting on the same device: the latest (measured_at) wins,
-    since a re-measurement usually follows a fix.
-    """
-    if results.throughput is None or results.throughput.empty:
-        return pd.DataFrame()
-    keys = ["model", "mode", "batch_size", "precision", "channels_last", "compiled"]
-    frame = results.throughput.sort_values("measured_at", kind="stable")
-    latest = frame.groupby(keys + ["device_name"], sort=False).tail(1)
-    table = latest.pivot_table(index=keys, columns="device_name", values="images_per_s", aggfunc="last")
+
+def latest(measurements: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The last row (by measured_at) of each `keys` group of an append-only measurement table: a
+    re-measurement of the same setting on the same device usually follows a fix."""
+    return measurements.sort_values("measured_at", kind="stable").groupby(keys, sort=False).tail(1)
+
+
+def hardware_table(throughput: pd.DataFrame) -> pd.DataFrame:
+    """throughput.csv as a side-by-side: one row per measurement setting, one column per device
+    (the latest measurement of each)."""
+    table = latest(throughput, THROUGHPUT_SETTING + ["device_name"]).pivot(
+        index=THROUGHPUT_SETTING, columns="device_name", values="images_per_s")
     table.columns.name = None
     return table.reset_index()
 
@@ -208,10 +209,8 @@ def hardware_table(results: Results) -> pd.DataFrame:
 def packing_table(packing: pd.DataFrame) -> pd.DataFrame:
     """packing.csv, the latest measurement of each setting per device: k trials sharing the device
     against one alone (total images/s, speedup and efficiency = speedup / k)."""
-    keys = ["device_name", "model", "batch_size", "precision", "channels_last", "compiled", "trials"]
-    latest = packing.sort_values("measured_at", kind="stable").groupby(keys, sort=False).tail(1)
-    columns = keys + ["images_per_s_total", "images_per_s_per_trial", "speedup_vs_one", "efficiency"]
-    return latest.sort_values(keys, kind="stable")[columns].reset_index(drop=True)
+    columns = PACKING_SETTING + ["images_per_s_total", "images_per_s_per_trial", "speedup_vs_one", "efficiency"]
+    return latest(packing, PACKING_SETTING).sort_values(PACKING_SETTING, kind="stable")[columns].reset_index(drop=True)
 
 
 def missing_table(results: Results) -> pd.DataFrame:
