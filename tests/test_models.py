@@ -3,7 +3,6 @@ torchvision compatibility of the option-B ImageNet nets, and the contract of bui
 
 from __future__ import annotations
 
-import dataclasses
 import pickle
 
 import pytest
@@ -27,6 +26,7 @@ from benchmark.models import (
     model_info,
     register_model,
 )
+from benchmark.models.cli import format_parameters
 
 # Exact option-A counts (derived; reference file, Table 6 section) and Table 6's rounding.
 TABLE_6_PARAMETERS = {
@@ -50,12 +50,6 @@ def on_meta(name: str, **options: object) -> nn.Module:
         return build_model(name, **options)
 
 
-def paper_rounding(parameters: int) -> str:
-    # Table 6 writes two decimals below a million (0.27M) and one above (1.7M, 19.4M).
-    millions = parameters / 1e6
-    return f"{millions:.2f}M" if millions < 1 else f"{millions:.1f}M"
-
-
 def sample_input(name: str, batch: int = 2) -> torch.Tensor:
     # ImageNet nets end in global pooling, so 64x64 exercises every layer at 1/12 of the cost.
     size = 32 if model_info(name).family == "cifar" else 64
@@ -70,7 +64,7 @@ def test_option_a_parameters_match_table_6(name: str) -> None:
     exact, rounded = TABLE_6_PARAMETERS[name]
     parameters = count_parameters(on_meta(name))
     assert parameters == exact
-    assert paper_rounding(parameters) == rounded
+    assert format_parameters(parameters) == rounded  # Table 6's rounding, as `list` prints it
 
 
 @pytest.mark.parametrize("depth", [20, 32, 44, 56, 110])
@@ -89,9 +83,8 @@ def test_option_c_projects_every_shortcut() -> None:
     model = on_meta("resnet20", shortcut="C")
     blocks = [module for module in model.modules() if isinstance(module, BasicBlock)]
     assert len(blocks) == 9 and all(isinstance(b.downsample, ProjectionShortcut) for b in blocks)
-    # Derived by hand: 1x1 conv + BN per block, 16-16 x3, 16-32, 32-32 x2, 32-64, 64-64 x2.
-    extra = 3 * (16 * 16 + 32) + (16 * 32 + 64) + 2 * (32 * 32 + 64) + (32 * 64 + 128) + 2 * (64 * 64 + 128)
-    assert extra == 14_240
+    # By hand, 1x1 conv + BN per block: 3 x (16*16 + 32) + (16*32 + 64) + 2 x (32*32 + 64)
+    # + (32*64 + 128) + 2 x (64*64 + 128) = 14,240 parameters over option A's 269,722.
     assert count_parameters(model) == 269_722 + 14_240
 
 
@@ -234,11 +227,14 @@ def test_resnet1202_forward() -> None:
     assert logits.shape == (2, 10) and torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("name", list_models())
-def test_pickles_and_gives_the_same_output(name: str) -> None:
+# One net per mix of module classes (whether a model pickles depends on its classes, not its depth):
+# plain, option A (CIFAR), option B projections with bottlenecks (ImageNet), pre-activation.
+@pytest.mark.parametrize(("name", "options"), [
+    ("plain20", {}), ("resnet20", {}), ("resnet50", {}), ("resnet18", {"preact": True, "shortcut": "C"})])
+def test_pickles_and_gives_the_same_output(name: str, options: dict[str, object]) -> None:
     # Ray ships models between processes with pickle: no lambdas, no unpicklable state.
     torch.manual_seed(0)
-    model = build_model(name).train()  # batch statistics: finite even for ResNet-1202 at init
+    model = build_model(name, **options).train()
     x = sample_input(name)
     with torch.no_grad():
         before = model(x)
@@ -253,7 +249,6 @@ def test_pickles_and_gives_the_same_output(name: str) -> None:
 
 
 def test_model_info() -> None:
-    assert model_info("resnet50") == model_info("resnet50")
     info = model_info("resnet50")
     assert (info.family, info.kind, info.depth, info.default_shortcut, info.block) == (
         "imagenet", "residual", 50, "B", "bottleneck",
@@ -264,8 +259,6 @@ def test_model_info() -> None:
     plain = model_info("plain56")
     assert (plain.family, plain.kind, plain.depth, plain.default_shortcut) == ("cifar", "plain", 56, None)
     assert (plain.input_size, plain.num_classes, plain.options) == ((3, 32, 32), 10, ("preact", "num_classes"))
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        info.depth = 51  # type: ignore[misc]
 
 
 def test_default_shortcuts_are_the_papers() -> None:

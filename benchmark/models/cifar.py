@@ -27,10 +27,7 @@ def cifar_resnet(n: int, residual: bool, **options: object) -> nn.Module:
     """A 6n+2-layer CIFAR net, residual (option A by default) or plain; any n >= 1."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ModelError(f"n must be a positive integer (depth 6n+2), got {n!r}")
-    label = f"{'resnet' if residual else 'plain'}{6 * n + 2}"
-    parsed = parse_options(
-        label, options, residual=residual, bottleneck=False, default_shortcut="A", default_num_classes=10
-    )
+    parsed = parse_options(_info(6 * n + 2, residual), options)
     return ResNet(block="basic", blocks_per_stage=(n, n, n), widths=WIDTHS, stem="cifar", options=parsed)
 
 

@@ -33,15 +33,7 @@ def imagenet_resnet(depth: int, residual: bool, **options: object) -> nn.Module:
     if depth not in TABLE_1:
         raise ModelError(f"ImageNet depth {depth!r} is not in Table 1; expected one of 18, 34, 50, 101, 152")
     block, blocks_per_stage = TABLE_1[depth]
-    label = f"{'resnet' if residual else 'plain'}{depth}"
-    parsed = parse_options(
-        label,
-        options,
-        residual=residual,
-        bottleneck=block == "bottleneck",
-        default_shortcut=default_shortcut(depth),
-        default_num_classes=1000,
-    )
+    parsed = parse_options(_info(depth, residual), options)
     return ResNet(block=block, blocks_per_stage=blocks_per_stage, widths=WIDTHS, stem="imagenet", options=parsed)
 
 

@@ -57,8 +57,6 @@ class ResNet(nn.Module):
         options: ModelOptions,
     ) -> None:
         super().__init__()
-        self.residual = options.shortcut is not None
-        self.preact = options.preact
         block_cls = block_type(block, options.preact)
         if stem == "cifar":
             self.conv1 = conv3x3(3, widths[0])

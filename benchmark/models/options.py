@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from benchmark.errors import ModelError
+from benchmark.models.registry import ModelInfo
 
 # Section 3.3 of the paper: (A) zero-padding identity, (B) projections where dimensions increase,
 # (C) projections on all shortcuts.
@@ -33,23 +34,17 @@ def option_names(*, residual: bool, bottleneck: bool) -> tuple[str, ...]:
     return names + (("bottleneck_stride",) if bottleneck else ())
 
 
-def parse_options(
-    model: str,
-    options: Mapping[str, object],
-    *,
-    residual: bool,
-    bottleneck: bool,
-    default_shortcut: str,
-    default_num_classes: int,
-) -> ModelOptions:
-    """Validate ``options`` for ``model``; an option given as None takes the model's default."""
-    allowed = option_names(residual=residual, bottleneck=bottleneck)
+def parse_options(info: ModelInfo, options: Mapping[str, object]) -> ModelOptions:
+    """Validate ``options`` for the model ``info`` describes; an option given as None takes the
+    model's default (from ``info``, the registry's record, so the two cannot disagree)."""
+    model, allowed = info.name, info.options
+    residual, bottleneck = info.kind == "residual", info.block == "bottleneck"
     given = {key: value for key, value in options.items() if value is not None}
     for key, value in given.items():
         if key not in allowed:
             raise ModelError(_not_taken(model, key, value, allowed))
 
-    shortcut = given.get("shortcut", default_shortcut) if residual else None
+    shortcut = given.get("shortcut", info.default_shortcut) if residual else None
     if residual and shortcut not in SHORTCUTS:
         raise ModelError(
             f"unknown shortcut {shortcut!r} for {model}; expected 'A' (identity, zero-padding "
@@ -59,7 +54,7 @@ def parse_options(
     preact = given.get("preact", False)
     if not isinstance(preact, bool):
         raise ModelError(f"preact must be true or false for {model}, got {preact!r}")
-    num_classes = given.get("num_classes", default_num_classes)
+    num_classes = given.get("num_classes", info.num_classes)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ModelError(f"num_classes must be a positive integer for {model}, got {num_classes!r}")
     stride = given.get("bottleneck_stride", "1x1") if bottleneck else None
