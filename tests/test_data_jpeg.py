@@ -59,7 +59,12 @@ def test_decoded_arrays_match_the_readme_checksums(decoded):
     assert np.allclose(means, [125.27, 122.93, 113.86], atol=0.01)
 
 
-def test_second_load_reads_the_cache(decoded):
+def refuse_to_decode(*args, **kwargs):
+    raise AssertionError("decoded the JPEGs although a valid cache was there")
+
+
+def test_second_load_reads_the_cache(decoded, monkeypatch):
+    monkeypatch.setattr(jpeg_npz, "decode_jpegs", refuse_to_decode)
     again = jpeg_npz.load_jpeg_npz(SHARED_NPZ, cache_dir=decoded.cache_file.parent)
     assert again.cache_file == decoded.cache_file
     assert np.array_equal(again.x_test, decoded.x_test) and again.y_train.dtype == np.int64
@@ -144,14 +149,20 @@ def test_malformed_user_npz_is_rejected(tmp_path, damage, problem):
         jpeg_npz.load_jpeg_npz(path, cache_dir=tmp_path / "cache")
 
 
-def test_unreadable_cache_is_rebuilt(tmp_path):
+def test_unreadable_cache_is_rebuilt(tmp_path, monkeypatch):
     path = tmp_path / "mine.npz"
     make_npz(path)
     cache = tmp_path / "cache"
     first = jpeg_npz.load_jpeg_npz(path, cache_dir=cache, workers=1)
+    decodes = []
+    real_decode = jpeg_npz.decode_jpegs
+    monkeypatch.setattr(jpeg_npz, "decode_jpegs", lambda *a, **k: decodes.append(a[2]) or real_decode(*a, **k))
     first.cache_file.write_bytes(b"garbage")
     again = jpeg_npz.load_jpeg_npz(path, cache_dir=cache, workers=1)
     assert np.array_equal(again.x_train, first.x_train)
+    assert len(decodes) == 2  # train and test decoded again: the garbage cache was not trusted
+    monkeypatch.setattr(jpeg_npz, "decode_jpegs", refuse_to_decode)
+    assert np.array_equal(jpeg_npz.load_jpeg_npz(path, cache_dir=cache, workers=1).x_test, first.x_test)
 
 
 def test_a_copy_of_the_known_file_under_its_name_passes(tmp_path):

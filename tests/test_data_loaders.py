@@ -76,6 +76,7 @@ def test_epochs_are_deterministic_and_reshuffled(data, beton_dir, name):
     first = [b for b in train.epoch(2)]
     again = [b for b in train.epoch(2)]
     other = [b for b in train.epoch(3)]
+    assert len(first) == len(again) == len(train) > 0
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
     assert not torch.equal(first[0][1], other[0][1])
     # iterating the loader runs epochs 0, 1, ... in turn
@@ -138,6 +139,7 @@ def test_torch_loader_with_workers_is_deterministic(data):
     train, _ = build_loaders(data, "torch", batch_size=BATCH, num_workers=2, seed=9)
     a = [x for x, _ in train.epoch(1)]
     b = [x for x, _ in train.epoch(1)]
+    assert len(a) == len(b) == len(train) > 0
     assert all(torch.equal(p, q) for p, q in zip(a, b))
 
 

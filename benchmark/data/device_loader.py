@@ -58,7 +58,6 @@ class DeviceLoader(EpochLoader):
         else:
             self._images = nchw.to(self.device).contiguous()
         self._mean = preprocess.mean_chw01(mean, self.device)
-        self._next_epoch = 0
 
     def epoch(self, index: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = preprocess.epoch_order(self.num_examples, self.seed, index, self.shuffle).to(self.device)

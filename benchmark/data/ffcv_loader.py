@@ -136,7 +136,6 @@ class FfcvLoader(EpochLoader):
         torch.set_num_threads(threads)
         self.num_examples = int(self._loader.reader.num_samples)
         self._mean = preprocess.mean_chw01(mean, self.device)
-        self._next_epoch = 0
 
     def epoch(self, index: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         threads = torch.get_num_threads()

@@ -10,32 +10,23 @@ the same per-epoch order, so with ``augment=False`` they yield identical batches
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
 
 import torch
 
 from benchmark.data import jpeg_npz, preprocess
 from benchmark.data.cifar import CifarData
 from benchmark.data.device_loader import DeviceLoader
+from benchmark.data.epochs import EpochLoader
 from benchmark.data.torch_loader import cifar_torch_loader
 from benchmark.errors import DataError
 
 LOADERS = ("device", "ffcv", "torch")
 
 
-class BatchLoader(Protocol):
-    num_examples: int
-    batch_size: int
-
-    def __len__(self) -> int: ...
-    def __iter__(self): ...
-    def epoch(self, index: int): ...
-
-
 def build_loaders(data: CifarData, loader: str = "device", batch_size: int = 128,
                   device: torch.device | str = "cpu", seed: int = 0, augment: bool = True,
                   eval_batch_size: int = 1000, num_workers: int = 2, beton_dir: str | Path | None = None,
-                  shuffle: bool = True) -> tuple[BatchLoader, BatchLoader]:
+                  shuffle: bool = True) -> tuple[EpochLoader, EpochLoader]:
     """(train_loader, eval_loader) for ``data``.
 
     The training loader shuffles (``shuffle``), augments (``augment``: pad 4, random 32x32 crop,
@@ -60,9 +51,8 @@ def build_loaders(data: CifarData, loader: str = "device", batch_size: int = 128
         return (DeviceLoader(data.x_train, data.y_train, mean, **train_options),
                 DeviceLoader(data.x_eval, data.y_eval, mean, **eval_options))
     if loader == "torch":
-        train_augment, eval_augment = train_options.pop("augment"), eval_options.pop("augment")
-        return (cifar_torch_loader(data.x_train, data.y_train, mean, train_augment, num_workers=num_workers, **train_options),
-                cifar_torch_loader(data.x_eval, data.y_eval, mean, eval_augment, num_workers=num_workers, **eval_options))
+        return (cifar_torch_loader(data.x_train, data.y_train, mean, num_workers=num_workers, **train_options),
+                cifar_torch_loader(data.x_eval, data.y_eval, mean, num_workers=num_workers, **eval_options))
     from benchmark.data.beton import import_ffcv, write_cifar_betons
 
     import_ffcv()  # a DataError with install instructions when FFCV is missing

@@ -62,7 +62,7 @@ class FixedOrderSampler(Sampler[int]):
         return iter(self.order)
 
 
-def cifar_torch_loader(images: np.ndarray, labels: np.ndarray, mean: np.ndarray, augment: bool,
+def cifar_torch_loader(images: np.ndarray, labels: np.ndarray, mean: np.ndarray, augment: bool = False,
                        **options) -> TorchLoader:
     """The usual CIFAR pipeline: PIL image -> (crop, flip) -> ToTensor -> mean subtraction."""
     return TorchLoader(ArrayImageDataset(images, labels, cifar_transform(mean, augment)), **options)
@@ -91,7 +91,6 @@ class TorchLoader(EpochLoader):
         self.num_workers = num_workers
         self.num_examples = len(dataset)
         self.dataset = dataset
-        self._next_epoch = 0
 
     def epoch(self, index: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = preprocess.epoch_order(self.num_examples, self.seed, index, self.shuffle).tolist()
