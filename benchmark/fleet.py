@@ -77,10 +77,8 @@ class FleetRecorder:
         self.out(f"{trial_id:<22} failed: {error}   {self.progress()}")
 
     def progress(self) -> str:
-        # Work is steps × depth: a step of a 56-layer net costs about 56/20 of a 20-layer one
-        # (Table 6's nets differ only in depth), so the ETA does not jump when trials change.
         def work(steps: dict[str, int]) -> float:
-            return sum(min(steps[i], t.recipe.max_steps) * t.depth for i, t in self.trials.items())
+            return sum(trial_work(t, steps[i]) for i, t in self.trials.items())
 
         total = work({i: t.recipe.max_steps for i, t in self.trials.items()})
         done = work(self.current_step)
@@ -89,6 +87,14 @@ class FleetRecorder:
         elapsed = time.monotonic() - self.started
         eta = _duration((total - done) * elapsed / new_work) if new_work > 0 else "?"
         return f"| suite {finished}/{len(self.trials)} trials, {100 * done / max(total, 1):.0f}% done, ETA {eta}"
+
+
+def trial_work(trial: Trial, steps: int | None = None) -> int:
+    """Relative cost of `steps` training steps of `trial` (default: all of them): steps × depth,
+    since a step of a 56-layer net costs about 56/20 of a 20-layer one (Table 6's nets differ only
+    in depth). The ETA weighs trials by it; the Ray executor starts the costliest first."""
+    max_steps = trial.recipe.max_steps
+    return min(max_steps if steps is None else steps, max_steps) * trial.depth
 
 
 def _duration(seconds: float) -> str:
@@ -168,7 +174,7 @@ def _diff_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
 # -------------------------------------------------------------------------------- executors
 
 
-def run_local(trials: list[Trial], recorder: FleetRecorder, writer: ResultsWriter, threads: int | None = None) -> None:
+def run_local(trials: list[Trial], recorder: FleetRecorder, writer: ResultsWriter) -> None:
     """In-process, one trial after another: for debugging and tests."""
     from benchmark.train import train_trial
 
@@ -179,7 +185,6 @@ def run_local(trials: list[Trial], recorder: FleetRecorder, writer: ResultsWrite
                 trial,
                 report=functools.partial(recorder.result, trial.trial_id),
                 checkpoint_path=writer.checkpoint_path(trial.trial_id),
-                threads=threads,
                 beton_dir=writer.state_dir / "beton",
             )
         except BenchmarkError as exc:

@@ -80,11 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     counts = {status: list(statuses.values()).count(status) for status in sorted(set(statuses.values()))}
     print(f"suite {suite.name}: " + ", ".join(f"{n} {status}" for status, n in counts.items()) + f"; tables in {folder}")
     if not args.no_report:
-        try:
-            from benchmark.report import build_report
-        except ModuleNotFoundError:
-            print("report: the report module is not installed; skipped", file=sys.stderr)
-        else:
-            path = build_report(folder, args.reports / suite.name)
-            print(f"report: {path}")
+        from benchmark.report import build_report  # imported here: pandas and seaborn are slow to import
+
+        print(f"report: {build_report(folder, args.reports / suite.name)}")
     return 1 if "failed" in statuses.values() else 0

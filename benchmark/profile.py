@@ -38,7 +38,7 @@ import yaml
 from benchmark.errors import ModelError, ResultsError, SuiteError
 from benchmark.models import build_model, count_multiply_adds, model_info
 from benchmark.provenance import cpu_model, git_commit
-from benchmark.step import PRECISIONS, TrainStep, autocast, autocast_dtype, compile_mode
+from benchmark.step import PRECISIONS, TrainStep, autocast, autocast_dtype, compile_mode, memory_format
 
 COLUMNS = (
     "model", "mode", "batch_size", "precision", "channels_last", "compiled", "images_per_s",
@@ -286,10 +286,10 @@ def _train_runner(model, x, y, precision, channels_last, compiled, device):  # n
 
 
 def _infer_runner(model, x, precision, channels_last, compiled, device):  # noqa: ANN001, ANN202
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(device, memory_format=memory_format).eval()
+    layout = memory_format(channels_last)
+    model = model.to(device, memory_format=layout).eval()
     forward = torch.compile(model, mode=compile_mode(device)) if compiled else model
-    x = x.contiguous(memory_format=memory_format)
+    x = x.contiguous(memory_format=layout)
     dtype = autocast_dtype(precision, device)
 
     mark_step = compiled and compile_mode(device) == "reduce-overhead"
@@ -341,7 +341,8 @@ def run_profile(config: ProfileConfig, out: Path, device: torch.device) -> list[
 
 
 def _measure_all(config: ProfileConfig, table: Path, ident: dict[str, str], device: torch.device) -> list[dict[str, str]]:
-    macs = {name: count_multiply_adds(build_model(name), model_info(name).input_size) for name in config.models}
+    with torch.device("meta"):  # shapes only: counting needs no weights (ResNet-152 or -1202 cost nothing)
+        macs = {name: count_multiply_adds(build_model(name), model_info(name).input_size) for name in config.models}
     peaks: dict[str, float | None] = {}
     rows = []
     grid = product(config.models, config.batch_sizes, config.precisions, config.channels_last, config.compile)

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from benchmark.fleet import FleetRecorder
+from benchmark.fleet import FleetRecorder, trial_work
 from benchmark.results import ResultsWriter
 from benchmark.spec import Trial
 
@@ -73,11 +73,6 @@ def tune_trainable(config: dict[str, Any]) -> None:
     )
 
 
-def trial_cost(trial: Trial) -> int:
-    """Relative training cost: the CIFAR nets differ only in depth (Table 6), so steps × depth."""
-    return trial.recipe.max_steps * trial.depth
-
-
 def trial_dirname(tune_trial: Any) -> str:
     return tune_trial.config["trial"]["trial_id"]
 
@@ -121,7 +116,7 @@ def run_ray(trials: list[Trial], recorder: FleetRecorder, writer: ResultsWriter,
     trainable = tune.with_resources(tune_trainable, {"cpu": resources.cpu, "gpu": resources.gpu})
     # Longest first (steps × depth): Tune starts trials in this order, so the deep nets do not end
     # up running alone on an otherwise idle machine at the end of the suite.
-    ordered = sorted(trials, key=trial_cost, reverse=True)
+    ordered = sorted(trials, key=trial_work, reverse=True)
     param_space = {
         "trial": tune.grid_search([trial.model_dump(mode="json") for trial in ordered]),
         "checkpoint_dir": str(state / "checkpoints"),

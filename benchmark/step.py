@@ -23,13 +23,21 @@ from torch import nn
 
 from benchmark.errors import BenchmarkError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-
 _AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
     "fp32": None,
     "bf16": torch.bfloat16,
     "fp16": torch.float16,
 }
+PRECISIONS = tuple(_AUTOCAST_DTYPES)
+
+
+def memory_format(channels_last: bool) -> torch.memory_format:
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def _sum_dtype(device: torch.device) -> torch.dtype:
+    """Metric sums on the device: float64 keeps a whole epoch's loss sum exact enough; MPS has none."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -108,11 +116,8 @@ class TrainStep:
         compile: bool = False,
     ) -> None:
         self.device = torch.device(device)
-        self.precision = precision
-        self.channels_last = channels_last
-        self.compiled = compile
         self._dtype = autocast_dtype(precision, self.device)
-        self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self._memory_format = memory_format(channels_last)
         self.model = model.to(self.device, memory_format=self._memory_format)
         # Train mode is set once, not per step (a recursive walk over the modules costs host time a
         # launch-bound GPU step cannot spare); `evaluate` restores it after switching to eval.
@@ -130,9 +135,7 @@ class TrainStep:
         self._forward_loss: Callable[..., tuple[torch.Tensor, torch.Tensor]] = (
             torch.compile(_forward_loss, mode=self._mode) if compile else _forward_loss
         )
-        # float64 keeps a whole epoch's loss sum exact enough; MPS has no float64.
-        acc_dtype = torch.float32 if self.device.type == "mps" else torch.float64
-        self._loss_sum = torch.zeros((), dtype=acc_dtype, device=self.device)
+        self._loss_sum = torch.zeros((), dtype=_sum_dtype(self.device), device=self.device)
         self._correct = torch.zeros((), dtype=torch.int64, device=self.device)
         self._samples = 0  # batch sizes are known on the host: counting them needs no sync
 
@@ -190,11 +193,10 @@ def evaluate(
     """
     device = torch.device(device)
     dtype = autocast_dtype(precision, device)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    layout = memory_format(channels_last)
     if channels_last:
-        model.to(memory_format=memory_format)  # a no-op when TrainStep already converted it
-    acc_dtype = torch.float32 if device.type == "mps" else torch.float64
-    loss_sum = torch.zeros((), dtype=acc_dtype, device=device)
+        model.to(memory_format=layout)  # a no-op when TrainStep already converted it
+    loss_sum = torch.zeros((), dtype=_sum_dtype(device), device=device)
     wrong = torch.zeros(2, dtype=torch.int64, device=device)  # top-1, top-5
     samples = 0
     was_training = model.training
@@ -206,7 +208,7 @@ def evaluate(
                 # the softmax is averaged over the crops, and log(mean softmax) scores the image.
                 views = x.shape[1] if x.dim() == 5 else 1
                 x = x.flatten(0, 1) if views > 1 else x
-                x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+                x = x.to(device, non_blocking=True).contiguous(memory_format=layout)
                 y = y.to(device, non_blocking=True)
                 with autocast(device, dtype):
                     logits = model(x)
@@ -224,5 +226,5 @@ def evaluate(
         model.train(was_training)
     if samples == 0:
         raise BenchmarkError("evaluate: the evaluation loader yielded no batches")
-    loss, top1, top5 = torch.cat([loss_sum.view(1), wrong.to(acc_dtype)]).tolist()
+    loss, top1, top5 = torch.cat([loss_sum.view(1), wrong.to(loss_sum.dtype)]).tolist()
     return {"loss": loss / samples, "top1_error": top1 / samples, "top5_error": top5 / samples}

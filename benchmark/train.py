@@ -176,8 +176,6 @@ def train_trial(
                 if done:
                     return last_row
                 interval_start, interval_samples = time.perf_counter(), 0
-            if step >= recipe.max_steps:
-                break
     assert last_row is not None
     return last_row
 

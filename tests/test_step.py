@@ -103,6 +103,28 @@ def one_step_loss(**options: object) -> tuple[float, list[torch.Tensor]]:
     return step.pop_metrics()["train_loss"], [p.detach().clone() for p in model.parameters()]
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_step_never_waits_for_the_device(monkeypatch: pytest.MonkeyPatch, precision: str) -> None:
+    # The module's rule: nothing in TrainStep.step reads a tensor on the host. Every Tensor method
+    # that would (and so would wait for a GPU) raises while the steps run; pop_metrics may read.
+    model = tiny_convnet()
+    step = TrainStep(model, sgd(model), CPU, precision=precision, channels_last=True)
+    x, y = learnable_batch()
+
+    def host_read(name: str):  # noqa: ANN202
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise AssertionError(f"TrainStep.step read a tensor on the host: Tensor.{name}")
+        return refuse
+
+    for name in ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, host_read(name))
+    for _ in range(3):
+        step.step(x, y)
+    monkeypatch.undo()
+    metrics = step.pop_metrics()
+    assert metrics["samples"] == 3 * len(y) and math.isfinite(metrics["train_loss"])
+
+
 def test_channels_last_matches_eager() -> None:
     loss, params = one_step_loss()
     loss_cl, params_cl = one_step_loss(channels_last=True)

@@ -29,30 +29,30 @@ eval_every: 40
 eval_batch_size: 400
 """
 
-WALL: dict[str, float] = {}
+GOAL = 0.20  # Ray's wall time at most 20% above the local executor's
 
 
 def silent(line: str) -> None:
     """Console output off (a named function: Tune may pickle the callback that holds it)."""
 
 
-@pytest.mark.parametrize("executor", ["local", "ray"])
-def test_fleet_wall_time(benchmark, tmp_path: Path, executor: str) -> None:
+def test_ray_overhead(benchmark, tmp_path: Path) -> None:  # noqa: ANN001
     path = tmp_path / "fleet8.yaml"
     path.write_text(SUITE)
     suite = load_suite(path)
     assert len(suite.trials()) == 8
+    wall: dict[str, float] = {}
 
-    def run() -> dict[str, str]:
+    def run(executor: str) -> None:
         start = time.perf_counter()
-        statuses = run_suite(suite, results_root=tmp_path / "results", executor=executor, out=silent)
-        WALL[executor] = time.perf_counter() - start
-        return statuses
+        statuses = run_suite(suite, results_root=tmp_path / executor, executor=executor, out=silent)
+        wall[executor] = time.perf_counter() - start
+        assert set(statuses.values()) == {"completed"}, statuses
 
-    statuses = benchmark.pedantic(run, rounds=1, iterations=1)
-    assert set(statuses.values()) == {"completed"}
-    benchmark.extra_info["wall_s"] = WALL[executor]
-    if len(WALL) == 2:
-        overhead = WALL["ray"] / WALL["local"] - 1
-        print(f"\nfleet of 8 trials: local {WALL['local']:.1f} s, ray {WALL['ray']:.1f} s, Ray overhead {100 * overhead:+.1f}% (goal <= +20%)")
-        benchmark.extra_info["ray_overhead"] = overhead
+    # pytest-benchmark times the Ray side; the local side runs in its (untimed) setup, just before.
+    benchmark.pedantic(run, args=("ray",), setup=lambda: run("local"), rounds=1, iterations=1)
+    overhead = wall["ray"] / wall["local"] - 1
+    benchmark.extra_info.update(local_wall_s=wall["local"], ray_wall_s=wall["ray"], ray_overhead=overhead)
+    print(f"\nfleet of 8 trials: local {wall['local']:.1f} s, ray {wall['ray']:.1f} s, "
+          f"Ray overhead {100 * overhead:+.1f}% (goal <= +{100 * GOAL:.0f}%)")
+    assert overhead <= GOAL, f"Ray took {100 * overhead:+.1f}% longer than the local executor (goal <= +{100 * GOAL:.0f}%)"
