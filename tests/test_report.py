@@ -218,10 +218,16 @@ def test_reads_what_the_results_writer_writes(tmp_path: Path) -> None:
     assert math.isnan(results.metrics.set_index("trial_id").loc["plain20-s0", "eval_error"])
 
 
-def test_throughput_folder_compares_hardware_side_by_side(tmp_path: Path) -> None:
-    # results/throughput/ holds only the profile's table: its report is the hardware comparison,
-    # the latest measurement of each setting per device (500 replaced 490 on the Xeon).
-    out = build_report(FIXTURES / "throughput", tmp_path / "report")
+@pytest.fixture(scope="module")
+def throughput_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """results/throughput/ holds the profile's and the packing table, no trials."""
+    return build_report(FIXTURES / "throughput", tmp_path_factory.mktemp("throughput") / "report")
+
+
+def test_throughput_folder_compares_hardware_side_by_side(throughput_report: Path) -> None:
+    # The hardware comparison: the latest measurement of each setting per device (500 replaced 490
+    # on the Xeon).
+    out = throughput_report
     markdown = (out / "report.md").read_text()
     assert "| resnet20 | train | 128 | fp32 | False | False | 500 | 30000 |" in markdown
     assert "| resnet56 | train | 128 | fp32 | False | False | 170 | 12000 |" in markdown
@@ -229,9 +235,9 @@ def test_throughput_folder_compares_hardware_side_by_side(tmp_path: Path) -> Non
     assert "data:image/png;base64," in (out / "report.html").read_text()
 
 
-def test_throughput_folder_reports_trials_sharing_a_device(tmp_path: Path) -> None:
+def test_throughput_folder_reports_trials_sharing_a_device(throughput_report: Path) -> None:
     # packing.csv beside throughput.csv: the latest measurement of each setting per device.
-    markdown = (build_report(FIXTURES / "throughput", tmp_path / "report") / "report.md").read_text()
+    markdown = (throughput_report / "report.md").read_text()
     assert "## Trials sharing one device" in markdown
     assert "| Intel Xeon (2 cores) | resnet20 | 128 | bf16 | True | False | 2 | 1300 | 650 | 1.30 | 0.65 |" in markdown
     assert "| 1200 |" not in markdown  # replaced by the later measurement

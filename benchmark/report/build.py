@@ -33,12 +33,12 @@ def _signed(value: float) -> str:
     return "—" if math.isnan(value) else f"{value:+.2f}"
 
 
-def _mean_std(n: int, mean: float, std: float, digits: int = 2) -> str:
+def _mean_std(n: int, mean: float, std: float) -> str:
     if n == 0:
         return "—"
     if n == 1:
-        return f"{mean:.{digits}f} (n=1)"
-    return f"{mean:.{digits}f} ± {std:.{digits}f} (n={n})"
+        return f"{mean:.2f} (n=1)"
+    return f"{mean:.2f} ± {std:.2f} (n={n})"
 
 
 def _table(frame: pd.DataFrame) -> Table:

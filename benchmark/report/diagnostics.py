@@ -41,6 +41,7 @@ from torch import nn
 from benchmark.errors import ResultsError
 from benchmark.models import build_model, model_info
 from benchmark.report.figures import gradient_figure, response_figure
+from benchmark.report.render import save_figure
 
 COLUMNS = ["layer_index", "layer", "model", "kind", "depth", "checkpoint", "step", "value"]
 
@@ -219,8 +220,6 @@ def write_analysis(gradients: pd.DataFrame, responses: pd.DataFrame, out: Path) 
         frame.to_csv(out / name, index=False)
         written.append(out / name)
     for named in (gradient_figure(gradients), response_figure(responses)):
-        for suffix in ("png", "svg"):
-            path = out / f"{named.name}.{suffix}"
-            named.figure.savefig(path, format=suffix, dpi=110)
-            written.append(path)
+        save_figure(named, out)
+        written += [out / f"{named.name}.png", out / f"{named.name}.svg"]
     return written

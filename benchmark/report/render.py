@@ -45,11 +45,11 @@ class Figure:
 Block = Heading | Paragraph | Table | Figure
 
 
-def save_figure(named: NamedFigure, folder: Path, dpi: int = 110) -> Figure:
+def save_figure(named: NamedFigure, folder: Path) -> Figure:
     """Write ``folder/<name>.png`` and ``.svg``; return the block that shows it."""
     folder.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    named.figure.savefig(buffer, format="png", dpi=dpi)
+    named.figure.savefig(buffer, format="png", dpi=110)
     png = buffer.getvalue()
     (folder / f"{named.name}.png").write_bytes(png)
     named.figure.savefig(folder / f"{named.name}.svg", format="svg")
@@ -60,7 +60,8 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def to_markdown(title: str, blocks: list[Block], figure_folder: str = "figures") -> str:
+def to_markdown(title: str, blocks: list[Block]) -> str:
+    """Markdown beside a ``figures/`` folder (where ``save_figure`` wrote the images)."""
     lines = [f"# {title}", ""]
     for block in blocks:
         if isinstance(block, Heading):
@@ -73,8 +74,8 @@ def to_markdown(title: str, blocks: list[Block], figure_folder: str = "figures")
             lines += ["| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in block.rows]
             lines.append("")
         elif isinstance(block, Figure):
-            lines += [f"![{block.name}]({figure_folder}/{block.name}.png)", "",
-                      f"*{block.caption}* ([SVG]({figure_folder}/{block.name}.svg))", ""]
+            lines += [f"![{block.name}](figures/{block.name}.png)", "",
+                      f"*{block.caption}* ([SVG](figures/{block.name}.svg))", ""]
     return "\n".join(lines)
 
 
