@@ -86,3 +86,21 @@ def test_checkpoint_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     again: list[dict] = []
     assert train_trial(trial, again.append, checkpoint_path=tmp_path / "ckpt.pt", threads=1)["status"] == "completed"
     assert [row["step"] for row in again] == [12]
+
+
+@pytest.mark.parametrize(("until_error", "max_warmup", "lrs"), [
+    (0.001, 8, [0.01, 0.01, 0.1, 0.1]),   # never that low in 8 steps: warm-up ends at warmup_max_steps
+    (100.0, 1000, [0.01, 0.1, 0.1, 0.1]),  # below 100% at the first check (step 4): ends there
+])
+def test_warm_up_inside_a_trial(tmp_path: Path, until_error: float, max_warmup: int, lrs: list[float]) -> None:
+    # Section 4.2's ResNet-110 warm-up (lr 0.01 until the training error is below 80%), here turned
+    # on for plain-20 and checked every 4 steps, through train_trial's own loop.
+    recipe = (f"{{name: cifar10_he2015, batch_size: 32, max_steps: 16, warmup_min_depth: 20, "
+              f"warmup_check_every: 4, warmup_until_train_error: {until_error}, warmup_max_steps: {max_warmup}}}")
+    trial = load_suite(suite_file(tmp_path, recipe)).trials()[0]
+    rows: list[dict] = []
+    train_trial(trial, rows.append, threads=1)
+    assert [row["step"] for row in rows] == [4, 8, 12, 16]
+    assert [row["lr"] for row in rows] == pytest.approx(lrs)
+    # The warm-up checks read the step's metrics too; each row still reports its whole interval.
+    assert all(0 <= row["train_error"] <= 100 and math.isfinite(row["train_loss"]) for row in rows)
