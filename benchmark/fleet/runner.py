@@ -159,5 +159,6 @@ def _run_fields(trial: Trial) -> dict[str, Any]:
         "channels_last": trial.channels_last,
         "compile": trial.compile,
         "eval_ten_crop": trial.eval_ten_crop,
+        "eval_every": trial.eval_every,
         **trial.recipe.flat(),
     }
