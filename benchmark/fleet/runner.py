@@ -13,6 +13,7 @@ Ctrl-C or SIGTERM marks running trials `interrupted` and stops every Ray process
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from benchmark.fleet.lock import FolderLock
 from benchmark.fleet.preflight import check_loader, check_placement, check_precision, check_resumable
 from benchmark.fleet.recorder import FleetRecorder, print_line
 from benchmark.fleet.storage import open_storage
-from benchmark.provenance import CodeVersion, code_version
+from benchmark.provenance import CodeVersion, code_version, snapshot_package
 from benchmark.results import FINISHED, ResultsWriter
 from benchmark.spec import Suite, Trial
 
@@ -57,20 +58,25 @@ def run_suite(
     if executor == "local" and storage:
         raise SuiteError(f"storage {storage}: checkpoint storage is the Ray executor's; --executor local keeps "
                          "checkpoints in the results folder")
-    code = code or code_version()
     connection = None
+    shipped = tempfile.TemporaryDirectory(prefix="benchmark-code-")
     try:
         if executor == "ray":
             from benchmark.fleet.ray_cluster import connect
             from benchmark.fleet.ray_executor import RayExecutor
 
-            connection = connect(ray_address)
+            # Trials run a copy of the package frozen now: editing the checkout during a long suite
+            # cannot reach a retry, and the hash each trial checks is of exactly this copy.
+            package = snapshot_package(Path(shipped.name))
+            code = code or code_version(shipped=package)
+            connection = connect(ray_address, package_dir=package)
             at_once = check_placement(suite.resources, connection.nodes(), connection.where)
             store = open_storage(storage or str((folder / "_state" / "ray").resolve()))
             store.probe()
             runner: Executor = RayExecutor(store, max_concurrent=at_once, trainable=trainable)
         else:
             _check_local_gpus(suite)
+            code = code or code_version()
             store, runner = None, LocalExecutor(folder / "_state")
         data = resolve_data(suite, cwd or Path.cwd())
         with FolderLock(folder) as lock:
@@ -103,6 +109,7 @@ def run_suite(
     finally:
         if connection is not None:
             connection.close()
+        shipped.cleanup()
 
 
 def _check_local_gpus(suite: Suite) -> None:
