@@ -26,14 +26,14 @@ def _css(verdict: str) -> str:
 
 
 def _evidence(comparison: Comparison) -> str:
-    """'plain20 → plain56: 3.00 → 7.00 (n=3/3), Δ +4.00 [95% CI +1.73, +6.27], 3/3 seed pairs agree'."""
+    """'plain20 → plain56: 3.00 → 7.00 (n=3/3), Δ +4.00, 95% CI [+1.73, +6.27], 3/3 seed pairs agree'."""
     first, second = comparison.first, comparison.second
     if not first.n or not second.n:
         return f"{first.net} → {second.net}: no numbers to compare"
     text = (f"{first.net} → {second.net}: {first.mean:.2f} → {second.mean:.2f} (n={first.n}/{second.n}), "
             f"Δ {signed(comparison.difference)}")
     if comparison.low == comparison.low:  # not NaN: a test was possible
-        text += f" 95% CI {interval(comparison.low, comparison.high)}"
+        text += f", 95% CI {interval(comparison.low, comparison.high)}"
     if comparison.seed_pairs:
         text += f", {comparison.seed_pairs_agreeing}/{comparison.seed_pairs} seed pairs agree"
     if comparison.detail:

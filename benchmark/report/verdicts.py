@@ -173,8 +173,10 @@ class _Curves:
         return float(rows[column].iloc[position]) if position >= 0 else math.nan
 
 
-def _data_groups(trials: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    keys = [key for key in _DATA_KEYS if key in trials]
+def _data_groups(trials: pd.DataFrame, metric: str) -> list[tuple[str, pd.DataFrame]]:
+    """Trials split by the data they saw (and, for test metrics, how they were tested), labelled by
+    what varies; a training error does not depend on the test protocol."""
+    keys = [key for key in _DATA_KEYS if key in trials and (key != "protocol" or metric != "train_error")]
     groups = list(trials.groupby(keys, sort=True)) if len(trials) else []
     varying = [i for i, key in enumerate(keys) if trials[key].nunique() > 1]
     labelled = []
@@ -199,7 +201,7 @@ def _side(net: str, trials: pd.DataFrame, values: pd.Series) -> Side:
 def _judge_trials(claim: Claim, trials: pd.DataFrame, curves: _Curves) -> list[tuple[str, ClaimVerdict]]:
     column, final_column = METRICS[claim.metric]
     judged = []
-    for data, group in _data_groups(trials[trials["dataset"] == claim.dataset]):
+    for data, group in _data_groups(trials[trials["dataset"] == claim.dataset], claim.metric):
         pairs = claim.pairs(set(group["variant"]))
         if not pairs:
             continue
@@ -282,7 +284,7 @@ def _combine(claim: Claim, comparisons: tuple[Comparison, ...], schedule: float)
     steps = [c.at_step for c in comparisons if not math.isnan(c.at_step)]
     if claim.judged == "course":
         if not steps:
-            judged_at = "no curves yet"
+            judged_at = "nothing measured yet"
         elif min(steps) >= schedule:
             judged_at = f"at the end of the paper's schedule ({schedule:,.0f} iterations)"
         else:
@@ -311,8 +313,9 @@ def _judge_responses(claim: Claim, results: Results, trials: pd.DataFrame) -> Cl
     for first, second in pairs:
         empty = (Side(first, (), ()), Side(second, (), ()))
         if responses is None:
+            models = " ".join(dict.fromkeys(net for pair in pairs for net in pair))
             comparisons.append(Comparison(*empty, UNDECIDED, "no layer responses measured (python -m benchmark "
-                                          f"analyze --models {first} {second} --checkpoint ... --out "
+                                          f"analyze --models {models} --checkpoint ... --out "
                                           f"{results.path / 'analysis'})"))
             continue
         steps = [set(trained.loc[trained["model"] == net, "step"].dropna()) for net in (first, second)]
