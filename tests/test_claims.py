@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from scipy import stats
 
 from benchmark.__main__ import main
 from benchmark.errors import ClaimsError
@@ -20,6 +19,7 @@ from benchmark.report import tables
 from benchmark.report.claims import check_models, load_claims
 from benchmark.report.provenance import mixed_provenance, provenance_summary
 from benchmark.report.scorecard import scorecard_text
+from benchmark.report.student_t import t_cdf, t_quantile
 from benchmark.report.verdicts import CONTRADICTED, SUPPORTED, UNDECIDED, Side, compare, evaluate_claims
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
@@ -154,7 +154,7 @@ def test_welch_interval_with_unequal_spreads() -> None:
     first, second = Side("a", (1.0, 2.0, 3.0), (0, 1, 2)), Side("b", (4.0, 6.0, 8.0, 10.0), (0, 1, 2, 3))
     v1, v2 = 1.0 / 3, (20 / 3) / 4  # variance of each mean
     df = (v1 + v2) ** 2 / (v1**2 / 2 + v2**2 / 3)  # Welch-Satterthwaite, about 4.08
-    half = stats.t.ppf(0.975, df) * math.sqrt(v1 + v2)  # about 3.91
+    half = 2.756284874359572 * math.sqrt(v1 + v2)  # t quantile at that df (scipy 1.17.1's stdtrit); about 3.91
     c = compare(first, second, sign=1)
     assert c.difference == 5.0 and (c.low, c.high) == pytest.approx((5 - half, 5 + half))
     assert c.verdict == SUPPORTED and (c.seed_pairs_agreeing, c.seed_pairs) == (3, 3)
@@ -163,6 +163,24 @@ def test_welch_interval_with_unequal_spreads() -> None:
     assert c.verdict == UNDECIDED and c.reason == f"95% interval [{3 - half:+.2f}, {3 + half:+.2f}] contains 0"
     flat = compare(Side("a", (5.0, 5.0), (0, 1)), Side("b", (5.0, 5.0), (0, 1)), sign=1)
     assert (flat.low, flat.high, flat.verdict) == (0.0, 0.0, UNDECIDED)  # no spread, no difference
+
+
+# Student's t 97.5% quantiles from scipy 1.17.1 (scipy.special.stdtrit), recorded here: the project computes
+# them itself (benchmark/report/student_t.py) so that reports need not import scipy.
+T_975 = {1: 12.706204736174694, 1.5: 6.016663104427929, 2: 4.302652729749462, 3: 3.1824463052837078,
+         4: 2.7764451051977934, 4.075471698113207: 2.756284874359572, 5: 2.5705818356363146, 10: 2.228138851986274,
+         30: 2.0422724563012378, 1000: 1.9623390808264083}
+
+
+def test_student_t_quantiles() -> None:
+    for df, expected in T_975.items():
+        assert t_quantile(0.975, df) == pytest.approx(expected, rel=1e-10)
+        assert t_quantile(0.025, df) == pytest.approx(-expected, rel=1e-10)
+    assert t_quantile(0.995, 2.5) == pytest.approx(7.163728138948783, rel=1e-10)
+    assert t_quantile(0.9, 7.3) == pytest.approx(1.4089223177480423, rel=1e-10)
+    assert t_cdf(0.0, 3.0) == 0.5
+    with pytest.raises(ValueError, match="0 < p < 1"):
+        t_quantile(1.0, 3.0)
 
 
 def test_scorecard_atop_the_markdown_report(tmp_path: Path) -> None:

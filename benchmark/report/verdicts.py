@@ -27,11 +27,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from scipy.special import stdtrit  # Student's t quantile; scipy.special alone imports in ~0.2 s
 
 from benchmark.report.claims import METRICS, Claim
 from benchmark.report.load import Results
 from benchmark.report.progress import PAPER_RECIPE, iterations_range, paper_schedule
+from benchmark.report.student_t import t_quantile
 from benchmark.report.tables import final_by_trial
 
 SUPPORTED, CONTRADICTED, UNDECIDED = "supported", "contradicted", "not decided"
@@ -107,7 +107,7 @@ def welch_interval(first: Side, second: Side, confidence: float = CONFIDENCE) ->
     if se == 0.0:  # every seed gave the same number on both sides: the difference is exact
         return difference, difference
     df = (v1 + v2) ** 2 / (v1**2 / (first.n - 1) + v2**2 / (second.n - 1))  # Welch-Satterthwaite
-    half = float(stdtrit(df, 0.5 + confidence / 2)) * se
+    half = t_quantile(0.5 + confidence / 2, df) * se
     return difference - half, difference + half
 
 
@@ -159,18 +159,25 @@ def evaluate_claims(results: Results, claims: tuple[Claim, ...]) -> list[ClaimVe
 
 
 class _Curves:
-    """Each trial's evaluation rows as arrays, for reading a metric at an iteration quickly."""
+    """Every trial's evaluation rows as slices of plain arrays (metrics.csv is sorted by trial and
+    step when loaded), for reading a metric at an iteration without a pandas call per trial."""
 
     def __init__(self, metrics: pd.DataFrame) -> None:
-        self._rows = {trial: group for trial, group in metrics.groupby("trial_id", sort=False)}
+        self._steps = metrics["step"].to_numpy(dtype=float)
+        self._columns = {column: metrics[column].to_numpy(dtype=float)
+                         for column in ("train_error", "eval_error", "eval_top5_error")}
+        trials = metrics["trial_id"].to_numpy()
+        starts = np.flatnonzero(np.r_[True, trials[1:] != trials[:-1]]) if len(trials) else np.array([], int)
+        ends = np.r_[starts[1:], len(trials)]
+        self._slices = {trials[s]: (s, e) for s, e in zip(starts, ends)}
 
     def at(self, trial_id: str, column: str, step: float) -> float:
         """``column`` at the last evaluation at or before ``step`` (NaN when there is none)."""
-        rows = self._rows.get(trial_id)
-        if rows is None:
+        if trial_id not in self._slices:
             return math.nan
-        position = int(np.searchsorted(rows["step"].to_numpy(), step, side="right")) - 1
-        return float(rows[column].iloc[position]) if position >= 0 else math.nan
+        start, end = self._slices[trial_id]
+        position = start + int(np.searchsorted(self._steps[start:end], step, side="right")) - 1
+        return float(self._columns[column][position]) if position >= start else math.nan
 
 
 def _data_groups(trials: pd.DataFrame, metric: str) -> list[tuple[str, pd.DataFrame]]:
