@@ -18,7 +18,7 @@ from benchmark.report.formats import number as _num, seed_stats, signed as _sign
 from benchmark.report.load import Results, load_packing, load_results, load_throughput
 from benchmark.report.provenance import provenance_table
 from benchmark.report.render import Block, Heading, Paragraph, Table, save_figure, to_html, to_markdown
-from benchmark.report.scorecard import details_blocks, scorecard_blocks
+from benchmark.report.scorecard import details_blocks, no_trials_blocks, scorecard_blocks
 from benchmark.report.verdicts import evaluate_claims
 
 
@@ -252,7 +252,7 @@ def _build_throughput_report(path: Path, out_dir: str | Path | None) -> Path:
     `python -m benchmark profile`, packing.csv from `python -m benchmark packing`."""
     out = Path(out_dir) if out_dir is not None else default_out_dir(path, path.name)
     throughput_path, packing_path = path / "throughput.csv", path / "packing.csv"
-    blocks: list[Block] = []
+    blocks: list[Block] = no_trials_blocks("throughput measurements")
     if throughput_path.is_file():
         throughput = load_throughput(throughput_path)
         devices = sorted(throughput["device_name"].astype(str).unique())

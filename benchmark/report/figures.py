@@ -140,8 +140,9 @@ def depth_figure(results: Results) -> list[NamedFigure]:
         ax.set_xticks(depths, [str(d) for d in depths])
         ax.minorticks_off()
         ax.set_xlabel("depth (layers, log scale)")
-        ax.set_ylabel("final test error (%)")
-        ax.set_title(f"{dataset}: final test error against depth")
+        ax.set_ylabel("final test error (%)" if complete else "test error at the last evaluation (%)")
+        ax.set_title(f"{dataset}: final test error against depth" if complete else
+                     f"{dataset}: test error against depth, {iterations_range(data['reached'], float(data['schedule'].max()))}")
         ax.legend(fontsize=8)
         if complete:
             markers = (f"; black markers: the paper's {table_name}"

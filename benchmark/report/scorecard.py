@@ -45,9 +45,18 @@ def _statement(verdict: ClaimVerdict) -> str:
     return verdict.claim.statement + (f" [{verdict.data}]" if verdict.data else "")
 
 
+HEADING = "Scorecard: the paper's claims on these results"
+
+
+def no_trials_blocks(what: str) -> list[Block]:
+    """The scorecard of a folder without trials (results/throughput/): it says why it is empty."""
+    return [Heading(HEADING), Paragraph(f"No claim of the paper concerns {what}; each training suite's report "
+                                        "judges the claims its trials can speak to.")]
+
+
 def scorecard_blocks(results: Results, verdicts: list[ClaimVerdict]) -> list[Block]:
     """The scorecard: a heading, the table (HTML id 'scorecard'), the test and the provenance."""
-    blocks: list[Block] = [Heading("Scorecard: the paper's claims on these results")]
+    blocks: list[Block] = [Heading(HEADING)]
     if not verdicts:
         blocks.append(Paragraph("No claim of the paper concerns the nets these results hold."))
     else:
