@@ -279,7 +279,8 @@ def _combine(claim: Claim, comparisons: tuple[Comparison, ...], schedule: float)
     verdicts = [c.verdict for c in comparisons]
     if CONTRADICTED in verdicts:
         verdict = CONTRADICTED
-        reason = f"{verdicts.count(CONTRADICTED)} of {len(verdicts)} comparisons contradict it"
+        reason = (f"{verdicts.count(CONTRADICTED)} of {len(verdicts)} comparisons contradict it" if len(verdicts) > 1
+                  else "the comparison contradicts it")
     elif all(v == SUPPORTED for v in verdicts):
         verdict, reason = SUPPORTED, (f"all {len(verdicts)} comparisons support it" if len(verdicts) > 1 else
                                       "the comparison supports it")
