@@ -218,6 +218,21 @@ def test_mixed_provenance_is_flagged(tmp_path: Path) -> None:
     assert "Provenance differs" in scorecard_text(results, evaluate_claims(results, load_claims()))
 
 
+def test_code_versions_with_recorded_changes(tmp_path: Path) -> None:
+    """A newer writer records code_version as 'commit+hash of the uncommitted changes': it wins over git_commit."""
+    folder = tmp_path / "versions"
+    shutil.copytree(CLAIMS / "reversed", folder)
+    lines = (folder / "runs.csv").read_text().splitlines()
+    header = lines[0].split(",") + ["code_version"]
+    commit = "1e2ab45a545c2a8c94c763b06bb287d9b568ba9b"
+    rows = [line + "," + (f"{commit}+a1b2c3d4e5f6" if i == 1 else commit) for i, line in enumerate(lines[1:], start=1)]
+    (folder / "runs.csv").write_text("\n".join([",".join(header), *rows]) + "\n")
+    results = load_results(folder)
+    warnings = mixed_provenance(results)
+    assert warnings == ["trials ran on 2 code versions: 1e2ab45a545c (5 trials), 1e2ab45a545c+a1b2c3d4e5f6 (1 trial)",
+                        "1 of 6 trials ran with uncommitted changes ('commit+hash of the changes')"]
+
+
 def test_committed_cpu_run_says_what_it_shows() -> None:
     """results/devbox-2cpu/degradation_cpu: one seed, 1,200 of 64,000 iterations, two code versions."""
     results = load_results(ROOT / "results" / "devbox-2cpu" / "degradation_cpu")

@@ -18,8 +18,11 @@ _SHORT = 12  # characters of a commit hash shown; runs.csv holds the whole one
 
 
 def code_version(runs: pd.DataFrame) -> pd.Series:
-    """The code version each trial recorded ('' where none), commit hashes shortened to 12 characters
-    ('-dirty': the checkout had uncommitted changes, so the exact code is not known)."""
+    """The code version each trial recorded ('' where none), commit hashes shortened to 12 characters.
+
+    Two forms mark uncommitted changes: a ``git_commit`` ending in '-dirty' (the exact code is not
+    known) and a ``code_version`` of 'commit+hash' (the hash of those changes: equal hashes, equal code).
+    """
     version = pd.Series("", index=runs.index, dtype=object)
     for column in reversed([c for c in CODE_COLUMNS if c in runs]):
         filled = runs[column].astype(str).str.strip()
@@ -28,10 +31,11 @@ def code_version(runs: pd.DataFrame) -> pd.Series:
 
 
 def _short(version: str) -> str:
-    head, dirty, _ = version.partition("-dirty")
+    head, plus, changes = version.partition("+")
+    head, dirty, _ = head.partition("-dirty")
     if len(head) == 40 and all(ch in "0123456789abcdef" for ch in head):
         head = head[:_SHORT]
-    return head + dirty
+    return head + dirty + plus + changes
 
 
 def provenance_table(results: Results) -> pd.DataFrame:
@@ -60,6 +64,10 @@ def mixed_provenance(results: Results) -> list[str]:
     if dirty:
         warnings.append(f"{dirty} of {len(table)} trials ran with uncommitted changes ('-dirty'): their exact code "
                         "is not recorded")
+    changed = int(versions.str.contains("+", regex=False).sum())
+    if changed:
+        warnings.append(f"{changed} of {len(table)} trials ran with uncommitted changes ('commit+hash of the "
+                        "changes')")
     if (versions == "").any():
         warnings.append(f"{int((versions == '').sum())} trials recorded no code version")
     if table["device"].nunique() > 1:
