@@ -28,6 +28,9 @@ def test_local_executor_trains_and_writes_tidy_tables(tmp_path: Path, capsys: py
     for trial_id, rows in metrics.groupby("trial_id"):
         assert rows["train_loss"].iloc[-1] < rows["train_loss"].iloc[0], rows
     assert "ETA" in out and "resnet20-A-s0" in out
+    # the scorecard ends the run: the cure judged where the trials are, one seed each
+    assert "Scorecard (" in out and "plain net of the same depth (Fig. 6 (left vs middle)), at 30 of 64,000 iterations: " \
+        "not decided: n=1 for plain20 and resnet20-A" in out
     # a rerun finds everything finished and trains nothing
     assert main(["run", str(suite), "--executor", "local", "--results", str(tmp_path / "results"), "--no-report"]) == 0
     assert "2 already finished" in capsys.readouterr().out
