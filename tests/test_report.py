@@ -126,7 +126,8 @@ def test_convergence_numbers(cifar) -> None:
 
 
 def test_missing_and_status(cifar) -> None:
-    assert tables.status_counts(cifar) == {"completed": 11, "running": 1, "pending": 1, "diverged": 1, "failed": 1}
+    assert tables.status_counts(cifar) == {"completed": 11, "running": 1, "pending": 1, "interrupted": 0, "diverged": 1,
+                                          "failed": 1}
     frame = tables.missing_table(cifar).set_index("trial_id")
     assert dict(frame["problem"]) == {
         "plain56-s1": "diverged; 2 of 3 evaluation points",
