@@ -92,4 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from benchmark.report import build_report  # imported here: pandas and seaborn are slow to import
 
         print(f"report: {build_report(folder, args.reports / suite.name)}")
+    from benchmark.report.scorecard import print_scorecard  # the paper's claims, judged on what just ran
+
+    print_scorecard(folder)
     return 1 if "failed" in statuses.values() else 0
