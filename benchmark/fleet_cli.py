@@ -7,10 +7,8 @@ import signal
 import sys
 from pathlib import Path
 
-import yaml
-
 from benchmark.errors import BenchmarkError
-from benchmark.spec import load_suite
+from benchmark.spec import load_suite, read_yaml
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,10 +46,10 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 def is_profile_config(path: Path) -> bool:
     """A `profile` grid (models × batch_sizes × ...) rather than a training suite (which has a grid)."""
     try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        raw = read_yaml(path)  # bounded and safe, like every suite file
+    except BenchmarkError:
         return False  # let the suite loader report it
-    return isinstance(raw, dict) and "batch_sizes" in raw and "grid" not in raw
+    return "batch_sizes" in raw and "grid" not in raw
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
