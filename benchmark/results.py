@@ -33,8 +33,9 @@ METRIC_COLUMNS = (
 RUN_COLUMNS = (
     "trial_id", "suite", "model", "family", "kind", "depth", "shortcut", "preact", "seed", "status",
     "steps", "final_train_error", "final_eval_error", "final_eval_top5_error", "final_eval_loss",
-    "eval_split", "eval_ten_crop", "images_per_s", "wall_s", "dataset", "data_source", "split", "loader", "precision",
-    "channels_last", "compile", *RECIPE_COLUMNS, "device",
+    "eval_split", "eval_ten_crop", "images_per_s", "wall_s", "peak_memory_mb", "nonfinite_steps", "dataset",
+    "data_source", "split", "loader", "precision", "channels_last", "compile", "tf32", "deterministic", "cuda_graphs",
+    *RECIPE_COLUMNS, "device",
     "git_commit", "torch_version", "torchvision_version", "numpy_version", "ray_version", "ffcv_version",
     "cuda_version", "python_version", "hostname", "started_at", "finished_at", "error",
 )

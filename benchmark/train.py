@@ -2,8 +2,13 @@
 
 Build the model and the loaders, train with the recipe's schedule, evaluate every `eval_every`
 steps, report one row per evaluation, checkpoint after each report so that a killed or retried
-trial continues where it stopped. A NaN or infinite training loss ends the trial with status
-`diverged` (deep plain nets are expected to struggle, Figure 6), recorded, not raised.
+trial continues where it stopped. A trial that cannot recover (`judge_divergence`: weights no
+longer finite, or most of an interval's steps with a NaN/inf loss) ends with status `diverged`
+(deep plain nets are expected to struggle, Figure 6), recorded, not raised.
+
+The process-wide settings a trial states (TF32, deterministic kernels) hold for its duration only,
+and the device memory it cached is released when it ends (`benchmark.backends`): a Ray actor
+runs trial after trial in one process.
 """
 
 from __future__ import annotations
@@ -16,19 +21,32 @@ import time
 from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from benchmark.backends import numerics, peak_memory_mb, release_memory, reset_peak_memory
 from benchmark.errors import BenchmarkError
 from benchmark.provenance import provenance
 from benchmark.schedule import LRSchedule
 from benchmark.spec import Trial
 
+if TYPE_CHECKING:
+    from benchmark.step import TrainStep
+
 Report = Callable[[dict[str, Any]], None]
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: RNG states as bytes (with the CUDA one), and the GradScaler's state
+
+# Divergence: more than this share of an interval's steps with a non-finite loss and the trial is
+# `diverged`, even though its weights are finite. Below it, overflowing fp16 steps (skipped by the
+# GradScaler, which then lowers its scale and goes on) are routine, not divergence.
+MAX_NONFINITE_SHARE = 0.5
+# With CUDA graphs (compile on CUDA), their capture is verified after this many steps (or at the
+# first evaluation, if sooner): cudagraph trees warm up on the first call, record on the second and
+# replay from the third.
+CUDA_GRAPH_CHECK_STEPS = 5
 
 
 def pick_device(trial: Trial) -> torch.device:
@@ -97,14 +115,21 @@ def train_trial(
     beton_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Train one trial; returns the last reported row (its `status` is `completed` or `diverged`)."""
-    from benchmark.models import build_model
-    from benchmark.step import TrainStep, evaluate
-
     if threads:
         torch.set_num_threads(threads)
     device = pick_device(trial)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # input shapes are fixed: let cuDNN pick the fastest kernels
+    with numerics(device, tf32=trial.tf32, deterministic=trial.deterministic):
+        reset_peak_memory(device)
+        try:
+            return _train(trial, report, device, checkpoint_path, beton_dir)
+        finally:
+            release_memory(device)  # the next trial of this process starts with the device empty
+
+
+def _train(trial: Trial, report: Report, device: torch.device, checkpoint_path: Path | None, beton_dir: Path | None) -> dict[str, Any]:
+    from benchmark.models import build_model
+    from benchmark.step import TrainStep, evaluate, state_is_finite
+
     seed_everything(trial.seed)
     recipe = trial.recipe
 
@@ -115,8 +140,8 @@ def train_trial(
     schedule = LRSchedule.for_depth(recipe, trial.depth)
     trainer = TrainStep(model, optimizer, device, precision=trial.precision, channels_last=trial.channels_last, compile=trial.compile)
 
-    base = {"status": "running", **data_fields, **provenance(device)}
-    state = _load_checkpoint(checkpoint_path, model, optimizer, schedule, device)
+    base = {"status": "running", **data_fields, **provenance(device), "tf32": trial.tf32, "deterministic": trial.deterministic}
+    state = _load_checkpoint(checkpoint_path, trainer, schedule)
     step, wall_before = state["step"], state["wall_s"]
     if state["last_row"] is not None:
         report(state["last_row"])  # the fleet drops it if written already; restores it if the writer lost it
@@ -130,6 +155,9 @@ def train_trial(
     interval_start, interval_samples = started, 0
     window = _Window()
     last_row: dict[str, Any] | None = state["last_row"]
+    first_step = step
+    # Steps with a NaN/inf loss over the whole trial, carried across a resume by the last row.
+    nonfinite_total = int((state["last_row"] or {}).get("nonfinite_steps", 0))
 
     while step < recipe.max_steps:
         epoch, skip = divmod(step, steps_per_epoch)
@@ -140,15 +168,19 @@ def train_trial(
             trainer.step(x, y)
             step += 1
             interval_samples += y.shape[0]
+            evaluating = step % trial.eval_every == 0 or step >= recipe.max_steps
+            if step - first_step == CUDA_GRAPH_CHECK_STEPS or evaluating:
+                trainer.verify_cuda_graphs()  # once; before any evaluation reads BN's statistics
             if schedule.warming_up and step % recipe.warmup_check_every == 0:
                 recent = trainer.pop_metrics()
                 window.add(recent)
                 schedule.observe_train_error(step, 100 * recent["train_error"])
-            if step % trial.eval_every == 0 or step >= recipe.max_steps:
+            if evaluating:
                 window.add(trainer.pop_metrics())
                 train = window.take()
                 train_seconds = time.perf_counter() - interval_start
-                diverged = not math.isfinite(train["train_loss"])
+                nonfinite_total += train["nonfinite_steps"]
+                diverged = judge_divergence(state_is_finite(model), train["nonfinite_steps"], train["steps"])
                 evaluation = (
                     {"loss": math.nan, "top1_error": math.nan, "top5_error": math.nan}
                     if diverged
@@ -163,16 +195,19 @@ def train_trial(
                     "lr": lr,
                     "train_loss": train["train_loss"],
                     "train_error": 100 * train["train_error"],
+                    "nonfinite_steps": nonfinite_total,
                     "eval_loss": evaluation["loss"],
                     "eval_error": 100 * evaluation["top1_error"],
                     "eval_top5_error": 100 * evaluation["top5_error"],
                     "images_per_s": interval_samples / max(train_seconds, 1e-9),
                     "wall_s": wall_before + time.perf_counter() - started,
+                    "peak_memory_mb": peak_memory_mb(device),
+                    "cuda_graphs": trainer.cuda_graphs,
                     "status": ("diverged" if diverged else "completed") if done else "running",
                 }
                 report(last_row)
                 if checkpoint_path is not None:
-                    _save_checkpoint(checkpoint_path, model, optimizer, schedule, step, last_row)
+                    _save_checkpoint(checkpoint_path, checkpoint_payload(trainer, schedule, step, last_row))
                 if done:
                     return last_row
                 interval_start, interval_samples = time.perf_counter(), 0
@@ -180,41 +215,107 @@ def train_trial(
     return last_row
 
 
+def judge_divergence(state_finite: bool, nonfinite_steps: int, steps: int) -> bool:
+    """Whether a trial can no longer recover, judged at an evaluation.
+
+    Its weights or BN statistics are not finite (every later step would be NaN), or more than
+    `MAX_NONFINITE_SHARE` of the interval's steps had a NaN/inf loss (e.g. fp16 whose logits
+    overflow step after step). One overflowing step in an interval is neither.
+    """
+    return not state_finite or (steps > 0 and nonfinite_steps > MAX_NONFINITE_SHARE * steps)
+
+
 class _Window:
     """Training loss and error over the steps since the last report, summed over device pops."""
 
     def __init__(self) -> None:
         self.loss_sum = self.error_sum = 0.0
-        self.samples = 0
+        self.samples = self.loss_samples = self.steps = self.nonfinite_steps = 0
 
     def add(self, popped: dict[str, float]) -> None:
-        n = int(popped["samples"])
-        if n:
-            self.loss_sum += popped["train_loss"] * n
-            self.error_sum += popped["train_error"] * n
-            self.samples += n
+        if popped["loss_samples"]:
+            self.loss_sum += popped["train_loss"] * popped["loss_samples"]
+            self.loss_samples += int(popped["loss_samples"])
+        if popped["samples"]:
+            self.error_sum += popped["train_error"] * popped["samples"]
+            self.samples += int(popped["samples"])
+        self.steps += int(popped["steps"])
+        self.nonfinite_steps += int(popped["nonfinite_steps"])
 
     def take(self) -> dict[str, float]:
-        """The means so far, then start a new window."""
-        total = self.samples or math.nan
-        means = {"train_loss": self.loss_sum / total, "train_error": self.error_sum / total}
+        """The means (the loss over steps with a finite loss) and step counts so far, then start a new window."""
+        means = {
+            "train_loss": self.loss_sum / (self.loss_samples or math.nan),
+            "train_error": self.error_sum / (self.samples or math.nan),
+            "steps": self.steps,
+            "nonfinite_steps": self.nonfinite_steps,
+        }
         self.__init__()
         return means
 
 
-def _save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: LRSchedule, step: int, last_row: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    payload = {
+# ------------------------------------------------------------------------------ checkpoints
+# The payload holds tensors, plain Python values and dicts only, so that it loads with
+# `torch.load(..., weights_only=True)`. Tensors are loaded straight onto the trial's device; what
+# must stay on the CPU whatever the `map_location` (the RNG states: `torch.set_rng_state` and
+# `torch.cuda.set_rng_state` take CPU byte tensors only) is stored as bytes, which
+# `map_location` leaves alone.
+
+
+def checkpoint_payload(trainer: "TrainStep", schedule: LRSchedule, step: int, last_row: dict[str, Any]) -> dict[str, Any]:
+    """Everything a resumed trial needs to continue as if it had never stopped (`trainer`: a TrainStep)."""
+    return {
         "version": CHECKPOINT_VERSION,
-        "model": _plain_state_dict(model),
-        "optimizer": optimizer.state_dict(),
+        "model": _plain_state_dict(trainer.model),
+        "optimizer": trainer.optimizer.state_dict(),
         "schedule": schedule.state_dict(),
         "step": step,
         "wall_s": last_row["wall_s"],
         "last_row": last_row,
-        "rng": torch.get_rng_state(),
+        "rng": rng_state(trainer.device),
+        "grad_scaler": trainer.scaler_state_dict(),
     }
+
+
+def restore_checkpoint(payload: dict[str, Any], trainer: "TrainStep", schedule: LRSchedule) -> dict[str, Any]:
+    """Load `payload` into the trainer's model, optimizer and GradScaler, the schedule and the RNGs;
+    returns {step, wall_s, last_row}."""
+    getattr(trainer.model, "_orig_mod", trainer.model).load_state_dict(payload["model"])
+    trainer.optimizer.load_state_dict(payload["optimizer"])
+    schedule.load_state_dict(payload["schedule"])
+    trainer.load_scaler_state_dict(payload.get("grad_scaler"))
+    restore_rng(payload["rng"], trainer.device)
+    return {"step": payload["step"], "wall_s": payload["wall_s"], "last_row": payload["last_row"]}
+
+
+def rng_state(device: torch.device) -> dict[str, bytes]:
+    """The global torch RNG states as bytes: the CPU's, and the trial's CUDA device's where it has one."""
+    state = {"cpu": _to_bytes(torch.get_rng_state())}
+    if device.type == "cuda":
+        state["cuda"] = _to_bytes(torch.cuda.get_rng_state(device))
+    return state
+
+
+def restore_rng(state: dict[str, bytes] | torch.Tensor, device: torch.device) -> None:
+    """Set the RNG states `rng_state` saved (or a version-1 checkpoint's CPU state tensor)."""
+    if isinstance(state, torch.Tensor):
+        state = {"cpu": _to_bytes(state)}
+    torch.set_rng_state(_from_bytes(state["cpu"]))
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(_from_bytes(state["cuda"]), device)
+
+
+def _to_bytes(state: torch.Tensor) -> bytes:
+    return state.cpu().numpy().tobytes()
+
+
+def _from_bytes(data: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)  # never a half-written checkpoint
 
@@ -226,13 +327,9 @@ def _plain_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return inner.state_dict()
 
 
-def _load_checkpoint(path: Path | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: LRSchedule, device: torch.device) -> dict[str, Any]:
+def _load_checkpoint(path: Path | None, trainer: "TrainStep", schedule: LRSchedule) -> dict[str, Any]:
     fresh = {"step": 0, "wall_s": 0.0, "last_row": None}
     if path is None or not path.exists():
         return fresh
-    payload = torch.load(path, map_location=device, weights_only=False)
-    getattr(model, "_orig_mod", model).load_state_dict(payload["model"])
-    optimizer.load_state_dict(payload["optimizer"])
-    schedule.load_state_dict(payload["schedule"])
-    torch.set_rng_state(payload["rng"])
-    return {"step": payload["step"], "wall_s": payload["wall_s"], "last_row": payload["last_row"]}
+    payload = torch.load(path, map_location=trainer.device, weights_only=False)
+    return restore_checkpoint(payload, trainer, schedule)

@@ -53,7 +53,7 @@ def test_nan_loss_ends_the_trial_as_diverged_not_raised(tmp_path: Path) -> None:
     rows: list[dict] = []
     last = train_trial(trial, rows.append, checkpoint_path=tmp_path / "ckpt.pt", threads=1)
     assert last["status"] == "diverged"
-    assert last["step"] < 40 and not math.isfinite(last["train_loss"])
+    assert last["step"] < 40 and last["nonfinite_steps"] > 0 and math.isnan(last["eval_error"])
     assert [row["status"] for row in rows][-1] == "diverged"
 
 
