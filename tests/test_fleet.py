@@ -54,6 +54,10 @@ def check_complete(runs: pd.DataFrame, metrics: pd.DataFrame, steps: int, every:
     assert (runs["data_source"] == "synthetic").all()
     assert runs["git_commit"].notna().all() and runs["torch_version"].notna().all()
     assert (runs["recipe_max_steps"] == steps).all() and (runs["recipe_batch_size"] == 32).all()
+    # The stated numerics, the trial's peak memory and the CUDA-graph outcome reach the runs table.
+    assert (runs["tf32"] == False).all() and (runs["deterministic"] == False).all()  # noqa: E712
+    assert (runs["peak_memory_mb"] > 0).all() and (runs["nonfinite_steps"] == 0).all()
+    assert (runs["cuda_graphs"] == "off").all()
 
 
 def test_local_executor_trains_and_writes_tidy_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
