@@ -9,7 +9,6 @@ from pathlib import Path
 import yaml
 
 from benchmark.errors import BenchmarkError
-from benchmark.spec import load_suite
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,6 +49,10 @@ def is_profile_config(path: Path) -> bool:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    # Imported here: the suite schema needs pydantic, which a bare GPU machine lacks, and the
+    # other commands (gpu-check among them) must still start there.
+    from benchmark.spec import load_suite
+
     failures = 0
     for path in args.suites:
         try:
@@ -70,6 +73,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.fleet import run_suite
+    from benchmark.spec import load_suite
 
     suite = load_suite(args.suite, _overrides(args), smoke=args.smoke)
     try:

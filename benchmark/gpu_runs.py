@@ -85,7 +85,7 @@ class _Killed(Exception):
     """Stands for a process killed after a checkpoint."""
 
 
-def resume_trial(device: torch.device, max_steps: int = 60, eval_every: int = 30) -> Any:
+def resume_trial(device: torch.device, max_steps: int = 60, eval_every: int = 30, batch_size: int = 128) -> Any:
     """The trial the resume check runs: ResNet-20 on synthetic data, fp16 (so the GradScaler's state
     travels too) on a GPU, fp32 on a CPU, with deterministic kernels so that the two runs can match."""
     from benchmark.spec import Suite  # needs pydantic (the GPU machines have it only from the kit)
@@ -93,7 +93,7 @@ def resume_trial(device: torch.device, max_steps: int = 60, eval_every: int = 30
     suite = Suite.model_validate({
         "name": "gpu-check-resume",
         "data": {"dataset": "cifar10", "source": "synthetic", "train_subset": 2000, "eval_subset": 400},
-        "recipe": {"name": "cifar10_he2015", "max_steps": max_steps},
+        "recipe": {"name": "cifar10_he2015", "max_steps": max_steps, "batch_size": batch_size},
         "grid": {"model": ["resnet20"]},
         "resources": {"cpu": 1, "gpu": 1 if device.type == "cuda" else 0},
         "precision": "fp16" if device.type == "cuda" else "fp32",
