@@ -126,9 +126,12 @@ def judge_precision(run: Any, reference: Any, device: torch.device) -> list[Outc
 
 
 def judge_resume(straight: dict[str, Any], resumed: dict[str, Any]) -> list[Outcome]:
-    case = f"killed at step {straight['step']}, resumed from step {straight['step'] // 2}"
-    outcomes = [Outcome("resume", case, "status", status="pass" if resumed["status"] == straight["status"] == "completed" else "fail",
-                        detail=f"straight {straight['status']}, resumed {resumed['status']}")]
+    """The last rows of a trial run straight and of the same trial killed after a checkpoint and
+    resumed (its row's `start_step`: where the resumed attempt began)."""
+    case = f"resumed from step {resumed.get('start_step', 0)} to {resumed['step']}"
+    finished = resumed["status"] == straight["status"] == "completed" and resumed.get("start_step", 0) > 0
+    outcomes = [Outcome("resume", case, "resumed and completed", status="pass" if finished else "fail",
+                        detail=f"straight {straight['status']}, resumed {resumed['status']} from step {resumed.get('start_step', 0)}")]
     loss_diff = abs(resumed["train_loss"] - straight["train_loss"]) / abs(straight["train_loss"])
     outcomes.append(judged("resume", case, "train loss rel. diff vs straight run", loss_diff, "<=", RESUME_TOLERANCE["train_loss"]))
     outcomes.append(judged("resume", case, "eval error diff (points)", abs(resumed["eval_error"] - straight["eval_error"]),

@@ -4,7 +4,7 @@
   precision (fp32, TF32, bf16, fp16), eager or compiled; returns its per-step losses, BN's running
   statistics and whether CUDA graphs were captured (`TrainStep.verify_cuda_graphs`).
 - `resume_run`: a whole trial (`train_trial`) run straight, and run again killed after its first
-  checkpoint and resumed; returns both last rows.
+  checkpoint and resumed from it; returns both last rows.
 
 Both take any device, so their code runs on a CPU in the tests too (fp32/bf16 there).
 """
@@ -106,22 +106,26 @@ def resume_trial(device: torch.device, max_steps: int = 60, eval_every: int = 30
 
 
 def resume_run(trial: Any, threads: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(last row of the trial run straight, last row of the trial killed at its second evaluation,
-    i.e. after the first checkpoint, then resumed from that checkpoint)."""
+    """(last row of the trial run straight, last row of the trial killed at its first evaluation,
+    after that step's checkpoint was written, then resumed from it in a new `train_trial`)."""
+    from benchmark.session import DirectorySession
     from benchmark.train import train_trial
 
-    straight = train_trial(trial, lambda row: None, threads=threads)
-    second_eval = 2 * trial.eval_every
+    straight = train_trial(trial, DirectorySession(_ignore), threads=threads)
 
-    def killed_at_second_eval(row: dict[str, Any]) -> None:
-        if row["step"] == second_eval:
+    def killed_at_first_eval(row: dict[str, Any]) -> None:
+        if row["step"] == trial.eval_every:
             raise _Killed
 
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as folder:
-        checkpoint = Path(folder) / f"{trial.trial_id}.pt"
+        checkpoints = Path(folder) / trial.trial_id
         try:
-            train_trial(trial, killed_at_second_eval, checkpoint_path=checkpoint, threads=threads)
+            train_trial(trial, DirectorySession(killed_at_first_eval, checkpoints), threads=threads)
         except _Killed:
             pass
-        resumed = train_trial(trial, lambda row: None, checkpoint_path=checkpoint, threads=threads)
+        resumed = train_trial(trial, DirectorySession(_ignore, checkpoints), threads=threads)
     return straight, resumed
+
+
+def _ignore(row: dict[str, Any]) -> None:
+    pass

@@ -166,15 +166,13 @@ def private_ray(device: torch.device, cores: int) -> Iterator[None]:
     variable names `device`'s GPU while the instance starts (and is put back after: this process
     keeps its own view of the GPUs).
     """
-    import ray
-
-    from benchmark.ray_executor import init_ray
+    from benchmark.fleet.ray_cluster import connect
 
     saved = os.environ.get("CUDA_VISIBLE_DEVICES")
     if device.type == "cuda":
         os.environ["CUDA_VISIBLE_DEVICES"] = physical_gpu(device)
     try:
-        init_ray("local", num_cpus=cores, num_gpus=1 if device.type == "cuda" else 0)
+        connection = connect("local", num_cpus=cores, num_gpus=1 if device.type == "cuda" else 0)
     finally:
         if saved is None:
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
@@ -183,7 +181,7 @@ def private_ray(device: torch.device, cores: int) -> Iterator[None]:
     try:
         yield
     finally:
-        ray.shutdown()
+        connection.close()
 
 
 def actor_options(k: int, device: torch.device, cores: int) -> dict[str, float]:

@@ -1,24 +1,28 @@
 """`train_trial`: one trial, start to finish, on whatever device it is given.
 
 Build the model and the loaders, train with the recipe's schedule, evaluate every `eval_every`
-steps, report one row per evaluation, checkpoint after each report so that a killed or retried
-trial continues where it stopped. A trial that cannot recover (`judge_divergence`: weights no
-longer finite, or most of an interval's steps with a NaN/inf loss) ends with status `diverged`
-(deep plain nets are expected to struggle, Figure 6), recorded, not raised.
+steps, report one row per evaluation together with the checkpoint of that step (through the
+trial's session, `benchmark/session.py`), so that a killed or retried trial continues where it
+stopped. A trial that cannot recover (`judge_divergence`: weights no longer finite, or most of an
+interval's steps with a NaN/inf loss) ends with status `diverged` (deep plain nets are expected to
+struggle, Figure 6), recorded, not raised.
 
 The process-wide settings a trial states (TF32, deterministic kernels) hold for its duration only,
-and the device memory it cached is released when it ends (`benchmark.backends`): a Ray actor
+and the device memory it cached is released when it ends (`benchmark/backends.py`): a Ray actor
 runs trial after trial in one process.
+
+Every row names its attempt (one call of `train_trial`) and the step that attempt started from:
+the fleet's single writer uses them to keep exactly one curve per trial when a retry resumes from
+an older checkpoint, or restarts clean because the checkpoint is gone.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import random
 import time
-from collections.abc import Callable
+import uuid
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,17 +31,15 @@ import numpy as np
 import torch
 
 from benchmark.backends import numerics, peak_memory_mb, release_memory, reset_peak_memory
-from benchmark.errors import BenchmarkError
+from benchmark.errors import BenchmarkError, DataError
 from benchmark.provenance import provenance
 from benchmark.schedule import LRSchedule
+from benchmark.session import TrialSession
 from benchmark.spec import Trial
 
 if TYPE_CHECKING:
+    from benchmark.data import CifarData
     from benchmark.step import TrainStep
-
-Report = Callable[[dict[str, Any]], None]
-
-CHECKPOINT_VERSION = 2  # 2: RNG states as bytes (with the CUDA one), and the GradScaler's state
 
 # Divergence: more than this share of an interval's steps with a non-finite loss and the trial is
 # `diverged`, even though its weights are finite. Below it, overflowing fp16 steps (skipped by the
@@ -64,12 +66,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load_data(trial: Trial) -> Any:
-    """The trial's CIFAR-10 arrays, restricted to the suite's subsets (same subset for every seed)."""
+def load_data(trial: Trial, data: CifarData | None = None) -> CifarData:
+    """The trial's CIFAR-10 arrays (`data` when the fleet resolved and shipped them, else loaded
+    from the trial's data spec), restricted to the suite's subsets (same subset for every seed)."""
     from benchmark.data import load_cifar10
 
     spec = trial.data
-    data = load_cifar10(source=spec.source, split=spec.split, root=spec.root)
+    if data is None:
+        data = load_cifar10(source=spec.source, split=spec.split, root=spec.root)
     # A fixed (seed 0) random subset, sorted: the JPEG file is grouped by class, so "the first N"
     # would be one class only; every trial of the suite sees the same images.
     changes: dict[str, np.ndarray] = {}
@@ -81,7 +85,8 @@ def load_data(trial: Trial) -> Any:
     return dataclasses.replace(data, **changes) if changes else data
 
 
-def build_trial_loaders(trial: Trial, device: torch.device, beton_dir: Path | None) -> tuple[Any, Any, dict[str, str]]:
+def build_trial_loaders(trial: Trial, device: torch.device, beton_dir: Path | None,
+                        data: CifarData | None = None) -> tuple[Any, Any, dict[str, str]]:
     """(train_loader, eval_loader, {data_source, eval_split}) for the trial's dataset."""
     from benchmark.data import build_loaders
 
@@ -93,7 +98,7 @@ def build_trial_loaders(trial: Trial, device: torch.device, beton_dir: Path | No
             eval_batch_size=trial.eval_batch_size, num_workers=trial.data.num_workers, ten_crop=trial.eval_ten_crop,
         )
         return train_loader, eval_loader, {"data_source": "folder", "eval_split": "val"}
-    data = load_data(trial)
+    data = load_data(trial, data)
     train_loader, eval_loader = build_loaders(
         data,
         loader=trial.loader,
@@ -109,42 +114,57 @@ def build_trial_loaders(trial: Trial, device: torch.device, beton_dir: Path | No
 
 def train_trial(
     trial: Trial,
-    report: Report,
-    checkpoint_path: Path | None = None,
+    session: TrialSession,
+    data: CifarData | None = None,
     threads: int | None = None,
     beton_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Train one trial; returns the last reported row (its `status` is `completed` or `diverged`)."""
+    """Train one trial; returns the last reported row (its `status` is `completed` or `diverged`).
+
+    `data`: CIFAR-10 arrays the fleet resolved once for the whole suite (else the trial loads them
+    from its data spec). A dataset that cannot be had on this node is one line naming the node.
+    """
     if threads:
         torch.set_num_threads(threads)
     device = pick_device(trial)
     with numerics(device, tf32=trial.tf32, deterministic=trial.deterministic):
         reset_peak_memory(device)
         try:
-            return _train(trial, report, device, checkpoint_path, beton_dir)
+            return _train(trial, session, device, data, beton_dir)
         finally:
             release_memory(device)  # the next trial of this process starts with the device empty
 
 
-def _train(trial: Trial, report: Report, device: torch.device, checkpoint_path: Path | None, beton_dir: Path | None) -> dict[str, Any]:
+def _train(trial: Trial, session: TrialSession, device: torch.device, data: CifarData | None,
+           beton_dir: Path | None) -> dict[str, Any]:
     from benchmark.models import build_model
     from benchmark.step import TrainStep, evaluate, state_is_finite
 
     seed_everything(trial.seed)
     recipe = trial.recipe
 
-    train_loader, eval_loader, data_fields = build_trial_loaders(trial, device, beton_dir)
+    try:
+        train_loader, eval_loader, data_fields = build_trial_loaders(trial, device, beton_dir, data)
+    except DataError as exc:
+        raise DataError(f"node {session.node}: {exc}") from None
     model = build_model(trial.model, **trial.model_options()).to(device)
     # Section 3.4/4.2: SGD, momentum 0.9, weight decay 1e-4 on all weights, as the paper states it.
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     schedule = LRSchedule.for_depth(recipe, trial.depth)
     trainer = TrainStep(model, optimizer, device, precision=trial.precision, channels_last=trial.channels_last, compile=trial.compile)
 
-    base = {"status": "running", **data_fields, **provenance(device), "tf32": trial.tf32, "deterministic": trial.deterministic}
-    state = _load_checkpoint(checkpoint_path, trainer, schedule)
+    restored = session.restore()
+    state = _restore_state(restored.payload, trainer, schedule)
     step, wall_before = state["step"], state["wall_s"]
+    attempt = {"attempt": uuid.uuid4().hex[:12], "start_step": step, "node": session.node}
+    base = {"status": "running", **data_fields, **provenance(device), **attempt,
+            "tf32": trial.tf32, "deterministic": trial.deterministic}
+    note = restored.note  # said once, with this attempt's first row
     if state["last_row"] is not None:
-        report(state["last_row"])  # the fleet drops it if written already; restores it if the writer lost it
+        # Re-reported under this attempt: the fleet's writer learns where the attempt starts (it
+        # sets aside any row of an earlier attempt past this step) and restores the row if it lost it.
+        session.report({**state["last_row"], **attempt, "note": note})
+        note = ""
         if state["last_row"]["status"] != "running":
             return state["last_row"]
 
@@ -190,6 +210,7 @@ def _train(trial: Trial, report: Report, device: torch.device, checkpoint_path: 
                 done = diverged or step >= recipe.max_steps
                 last_row = {
                     **base,
+                    "note": note,
                     "step": step,
                     "epoch": step / steps_per_epoch,
                     "lr": lr,
@@ -205,9 +226,8 @@ def _train(trial: Trial, report: Report, device: torch.device, checkpoint_path: 
                     "cuda_graphs": trainer.cuda_graphs,
                     "status": ("diverged" if diverged else "completed") if done else "running",
                 }
-                report(last_row)
-                if checkpoint_path is not None:
-                    _save_checkpoint(checkpoint_path, checkpoint_payload(trainer, schedule, step, last_row))
+                session.report(last_row, _checkpoint_payload(trainer, schedule, step, last_row))
+                note = ""
                 if done:
                     return last_row
                 interval_start, interval_samples = time.perf_counter(), 0
@@ -254,18 +274,15 @@ class _Window:
         return means
 
 
-# ------------------------------------------------------------------------------ checkpoints
-# The payload holds tensors, plain Python values and dicts only, so that it loads with
-# `torch.load(..., weights_only=True)`. Tensors are loaded straight onto the trial's device; what
-# must stay on the CPU whatever the `map_location` (the RNG states: `torch.set_rng_state` and
-# `torch.cuda.set_rng_state` take CPU byte tensors only) is stored as bytes, which
-# `map_location` leaves alone.
+# The checkpoint payload holds tensors, plain Python values and dicts only (it is read with
+# `weights_only=True`, `benchmark/checkpoint.py`). What must stay on the CPU whatever a loader's
+# `map_location` (the RNG states: `torch.set_rng_state` and `torch.cuda.set_rng_state` take CPU
+# byte tensors only) is stored as bytes, which `map_location` leaves alone.
 
 
-def checkpoint_payload(trainer: "TrainStep", schedule: LRSchedule, step: int, last_row: dict[str, Any]) -> dict[str, Any]:
-    """Everything a resumed trial needs to continue as if it had never stopped (`trainer`: a TrainStep)."""
+def _checkpoint_payload(trainer: TrainStep, schedule: LRSchedule, step: int, last_row: dict[str, Any]) -> dict[str, Any]:
+    """Everything a resumed trial needs to continue as if it had never stopped."""
     return {
-        "version": CHECKPOINT_VERSION,
         "model": _plain_state_dict(trainer.model),
         "optimizer": trainer.optimizer.state_dict(),
         "schedule": schedule.state_dict(),
@@ -277,9 +294,22 @@ def checkpoint_payload(trainer: "TrainStep", schedule: LRSchedule, step: int, la
     }
 
 
-def restore_checkpoint(payload: dict[str, Any], trainer: "TrainStep", schedule: LRSchedule) -> dict[str, Any]:
-    """Load `payload` into the trainer's model, optimizer and GradScaler, the schedule and the RNGs;
-    returns {step, wall_s, last_row}."""
+def _plain_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    # torch.compile wraps the module as `_orig_mod`; checkpoints hold the plain model's names so
+    # that `analyze` and other tools can load them into `build_model(...)`.
+    inner = getattr(model, "_orig_mod", model)
+    return inner.state_dict()
+
+
+def _restore_state(payload: dict[str, Any] | None, trainer: TrainStep, schedule: LRSchedule) -> dict[str, Any]:
+    """Load a checkpoint payload into the trainer's model, optimizer and GradScaler, the schedule and
+    the RNGs; step 0 without one.
+
+    `load_state_dict` copies each tensor to where the model's and optimizer's tensors live, so the
+    payload may have been loaded onto any device.
+    """
+    if payload is None:
+        return {"step": 0, "wall_s": 0.0, "last_row": None}
     getattr(trainer.model, "_orig_mod", trainer.model).load_state_dict(payload["model"])
     trainer.optimizer.load_state_dict(payload["optimizer"])
     schedule.load_state_dict(payload["schedule"])
@@ -297,7 +327,7 @@ def rng_state(device: torch.device) -> dict[str, bytes]:
 
 
 def restore_rng(state: dict[str, bytes] | torch.Tensor, device: torch.device) -> None:
-    """Set the RNG states `rng_state` saved (or a version-1 checkpoint's CPU state tensor)."""
+    """Set the RNG states `rng_state` saved (or an older checkpoint's CPU state tensor)."""
     if isinstance(state, torch.Tensor):
         state = {"cpu": _to_bytes(state)}
     torch.set_rng_state(_from_bytes(state["cpu"]))
@@ -311,25 +341,3 @@ def _to_bytes(state: torch.Tensor) -> bytes:
 
 def _from_bytes(data: bytes) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
-
-
-def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # never a half-written checkpoint
-
-
-def _plain_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    # torch.compile wraps the module as `_orig_mod`; checkpoints hold the plain model's names so
-    # that `analyze` and other tools can load them into `build_model(...)`.
-    inner = getattr(model, "_orig_mod", model)
-    return inner.state_dict()
-
-
-def _load_checkpoint(path: Path | None, trainer: "TrainStep", schedule: LRSchedule) -> dict[str, Any]:
-    fresh = {"step": 0, "wall_s": 0.0, "last_row": None}
-    if path is None or not path.exists():
-        return fresh
-    payload = torch.load(path, map_location=trainer.device, weights_only=False)
-    return restore_checkpoint(payload, trainer, schedule)

@@ -73,12 +73,14 @@ def test_an_eager_run_or_a_cpu_run_has_no_cuda_graph_verdict() -> None:
 
 
 def test_resume_verdicts() -> None:
-    straight = {"step": 60, "status": "completed", "train_loss": 0.41237, "eval_error": 12.25}
-    assert exit_status(judge_resume(straight, dict(straight))) == 0
-    off = judge_resume(straight, {**straight, "train_loss": 0.4125, "eval_error": 12.5})
+    straight = {"step": 60, "start_step": 0, "status": "completed", "train_loss": 0.41237, "eval_error": 12.25}
+    resumed = {**straight, "start_step": 30}
+    assert exit_status(judge_resume(straight, resumed)) == 0
+    off = judge_resume(straight, {**resumed, "train_loss": 0.4125, "eval_error": 12.5})
     assert [o.status for o in off] == ["pass", "fail", "fail"]
-    assert "killed at step 60, resumed from step 30" == off[0].case
-    assert judge_resume(straight, {**straight, "status": "diverged"})[0].status == "fail"
+    assert off[0].case == "resumed from step 30 to 60"
+    assert judge_resume(straight, {**resumed, "status": "diverged"})[0].status == "fail"
+    assert judge_resume(straight, straight)[0].status == "fail"  # it never resumed: proves nothing
 
 
 PACKING_ROWS = [  # as a GPU run of `packing` writes them (columns that matter here)
@@ -187,7 +189,7 @@ def test_the_resume_check_runs_on_the_cpu(tmp_path: Path) -> None:
 
     outcomes = check_resume(CPU, tmp_path, GpuCheckConfig(resume_steps=4, resume_batch_size=32))
     assert [o.status for o in outcomes] == ["pass"] * 3, outcomes
-    assert outcomes[0].case == "killed at step 4, resumed from step 2"
+    assert outcomes[0].case == "resumed from step 2 to 4"
     assert outcomes[1].value == 0.0  # a CPU trial with one thread resumes exactly
 
 

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmark.checkpoint import read_payload
 from benchmark.recipes import CIFAR10_HE2015, IMAGENET_HE2015
 from benchmark.schedule import LRSchedule
+from benchmark.session import DirectorySession
 from benchmark.spec import load_suite
 from benchmark.train import train_trial
 
@@ -51,7 +53,7 @@ eval_batch_size: 64
 def test_nan_loss_ends_the_trial_as_diverged_not_raised(tmp_path: Path) -> None:
     trial = load_suite(suite_file(tmp_path, "{name: cifar10_he2015, batch_size: 32, max_steps: 40, lr: 1.0e+8}")).trials()[0]
     rows: list[dict] = []
-    last = train_trial(trial, rows.append, checkpoint_path=tmp_path / "ckpt.pt", threads=1)
+    last = train_trial(trial, DirectorySession(rows.append, tmp_path / "ckpt"), threads=1)
     assert last["status"] == "diverged"
     assert last["step"] < 40 and last["nonfinite_steps"] > 0 and math.isnan(last["eval_error"])
     assert [row["status"] for row in rows][-1] == "diverged"
@@ -64,27 +66,29 @@ class Killed(Exception):
 def test_checkpoint_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     trial = load_suite(suite_file(tmp_path, "{name: cifar10_he2015, batch_size: 32, max_steps: 12}")).trials()[0]
     straight: list[dict] = []
-    train_trial(trial, straight.append, checkpoint_path=None, threads=1)
+    train_trial(trial, DirectorySession(straight.append), threads=1)
     assert [row["step"] for row in straight] == [4, 8, 12]
 
     def dies_at_step_8(row: dict) -> None:
         if row["step"] == 8:
-            raise Killed  # killed after the step-4 checkpoint, before the step-8 one
+            raise Killed  # killed after the step-8 checkpoint was written, before its row was recorded
         interrupted.append(row)
 
     interrupted: list[dict] = []
     with pytest.raises(Killed):
-        train_trial(trial, dies_at_step_8, checkpoint_path=tmp_path / "ckpt.pt", threads=1)
+        train_trial(trial, DirectorySession(dies_at_step_8, tmp_path / "ckpt"), threads=1)
     resumed: list[dict] = []
-    train_trial(trial, resumed.append, checkpoint_path=tmp_path / "ckpt.pt", threads=1)
-    # the last checkpointed row is re-emitted (the fleet drops duplicates), then training goes on
-    assert [row["step"] for row in resumed] == [4, 8, 12]
-    for got, want in zip(resumed[1:], straight[1:]):
+    train_trial(trial, DirectorySession(resumed.append, tmp_path / "ckpt"), threads=1)
+    # the checkpointed row the table never got is re-emitted under the new attempt, then training goes on
+    assert [row["step"] for row in resumed] == [8, 12]
+    assert {row["attempt"] for row in resumed} != {row["attempt"] for row in interrupted}
+    assert [row["start_step"] for row in resumed] == [8, 8] and interrupted[0]["start_step"] == 0
+    for got, want in zip(resumed, straight[1:]):
         assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-4)
         assert got["eval_error"] == pytest.approx(want["eval_error"], abs=1e-6)
     # a finished trial only re-reports its last row
     again: list[dict] = []
-    assert train_trial(trial, again.append, checkpoint_path=tmp_path / "ckpt.pt", threads=1)["status"] == "completed"
+    assert train_trial(trial, DirectorySession(again.append, tmp_path / "ckpt"), threads=1)["status"] == "completed"
     assert [row["step"] for row in again] == [12]
 
 
@@ -99,7 +103,7 @@ def test_warm_up_inside_a_trial(tmp_path: Path, until_error: float, max_warmup: 
               f"warmup_check_every: 4, warmup_until_train_error: {until_error}, warmup_max_steps: {max_warmup}}}")
     trial = load_suite(suite_file(tmp_path, recipe)).trials()[0]
     rows: list[dict] = []
-    train_trial(trial, rows.append, threads=1)
+    train_trial(trial, DirectorySession(rows.append), threads=1)
     assert [row["step"] for row in rows] == [4, 8, 12, 16]
     assert [row["lr"] for row in rows] == pytest.approx(lrs)
     # The warm-up checks read the step's metrics too; each row still reports its whole interval.
@@ -115,16 +119,17 @@ def test_a_checkpoint_restores_its_cpu_state_on_any_map_location(tmp_path: Path)
     # plays the GPU here: every tensor moves there, and what must stay on the CPU has to survive.
     import torch
 
+    from benchmark.checkpoint import PAYLOAD_FILE
     from benchmark.models import build_model
     from benchmark.step import TrainStep
-    from benchmark.train import _load_checkpoint
+    from benchmark.train import _restore_state
 
     trial = load_suite(suite_file(tmp_path, "{name: cifar10_he2015, batch_size: 32, max_steps: 4}")).trials()[0]
-    checkpoint = tmp_path / "ckpt.pt"
-    train_trial(trial, lambda row: None, checkpoint_path=checkpoint, threads=1)
+    train_trial(trial, DirectorySession(lambda row: None, tmp_path / "ckpt"), threads=1)
     saved_rng = torch.get_rng_state()  # the checkpoint was written after the last step
 
-    payload = torch.load(checkpoint, map_location="meta", weights_only=True)  # plain types and tensors only
+    # plain types and tensors only (weights_only), every tensor moved to the "GPU"
+    payload = torch.load(tmp_path / "ckpt" / PAYLOAD_FILE, map_location="meta", weights_only=True)
     assert payload["model"]["fc.weight"].device.type == "meta"
     assert all(isinstance(state, bytes) for state in payload["rng"].values())  # map_location leaves bytes alone
     assert payload["grad_scaler"] is None  # fp32: no scaler
@@ -134,7 +139,7 @@ def test_a_checkpoint_restores_its_cpu_state_on_any_map_location(tmp_path: Path)
     trainer = TrainStep(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), "meta")
     schedule = LRSchedule.for_depth(trial.recipe, trial.depth)
     torch.manual_seed(12345)
-    state = _load_checkpoint(checkpoint, trainer, schedule)
+    state = _restore_state(payload, trainer, schedule)
     assert state["step"] == 4
     assert torch.equal(torch.get_rng_state(), saved_rng)
 
@@ -191,18 +196,18 @@ def test_an_overflowing_fp16_step_does_not_end_the_trial(tmp_path: Path, overflo
     overflow.steps = {1}
     trial = load_suite(suite_file(tmp_path, "{name: cifar10_he2015, batch_size: 32, max_steps: 8}")).trials()[0]
     rows: list[dict] = []
-    last = train_trial(trial, rows.append, checkpoint_path=tmp_path / "ckpt.pt", threads=1)
+    last = train_trial(trial, DirectorySession(rows.append, tmp_path / "ckpt"), threads=1)
     assert last["status"] == "completed" and last["step"] == 8
     assert [row["nonfinite_steps"] for row in rows] == [1, 1]  # counted over the trial
     assert all(math.isfinite(row["train_loss"]) and math.isfinite(row["eval_error"]) for row in rows)
     # the GradScaler's state is checkpointed: its scale was halved by the overflow
-    assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["grad_scaler"]["scale"] == 2.0**15
+    assert read_payload(tmp_path / "ckpt")["grad_scaler"]["scale"] == 2.0**15
 
 
 def test_a_trial_whose_steps_keep_overflowing_is_diverged(tmp_path: Path, overflow) -> None:  # noqa: ANN001
     overflow.steps = "all"  # the weights stay finite (every step skipped), but nothing trains
     trial = load_suite(suite_file(tmp_path, "{name: cifar10_he2015, batch_size: 32, max_steps: 8}")).trials()[0]
-    last = train_trial(trial, lambda row: None, threads=1)
+    last = train_trial(trial, DirectorySession(lambda row: None), threads=1)
     assert last["status"] == "diverged" and last["step"] == 4 and last["nonfinite_steps"] == 4
 
 
@@ -213,7 +218,7 @@ def test_without_a_scaler_one_overflowing_step_is_divergence(tmp_path: Path, mon
     real_build = benchmark.models.build_model
     monkeypatch.setattr(benchmark.models, "build_model", lambda *a, **k: Overflow({1}).attach(real_build(*a, **k)))
     trial = load_suite(suite_file(tmp_path, "{name: cifar10_he2015, batch_size: 32, max_steps: 8}")).trials()[0]
-    last = train_trial(trial, lambda row: None, threads=1)
+    last = train_trial(trial, DirectorySession(lambda row: None), threads=1)
     assert last["status"] == "diverged" and last["step"] == 4
     assert last["nonfinite_steps"] == 3  # the overflow (step 2) and every step after it: NaN weights
 
@@ -230,21 +235,20 @@ def test_divergence_rule(finite: bool, nonfinite: int, steps: int, diverged: boo
 
 
 def test_a_resumed_fp16_trial_keeps_its_grad_scale(tmp_path: Path, overflow) -> None:  # noqa: ANN001
-    import torch
-
     overflow.steps = {1}
-    trial = load_suite(suite_file(tmp_path, "{name: cifar10_he2015, batch_size: 32, max_steps: 8}")).trials()[0]
+    trial = load_suite(suite_file(tmp_path, "{name: cifar10_he2015, batch_size: 32, max_steps: 12}")).trials()[0]
 
     def dies_at_step_8(row: dict) -> None:
         if row["step"] == 8:
-            raise Killed
+            raise Killed  # after the step-8 checkpoint
 
     with pytest.raises(Killed):
-        train_trial(trial, dies_at_step_8, checkpoint_path=tmp_path / "ckpt.pt", threads=1)
-    overflow.steps = set()  # steps 5-8 run again without an overflow
-    train_trial(trial, lambda row: None, checkpoint_path=tmp_path / "ckpt.pt", threads=1)
+        train_trial(trial, DirectorySession(dies_at_step_8, tmp_path / "ckpt"), threads=1)
+    overflow.steps = set()  # steps 9-12 run in a new process, without an overflow
+    train_trial(trial, DirectorySession(lambda row: None, tmp_path / "ckpt"), threads=1)
+    assert read_payload(tmp_path / "ckpt")["step"] == 12
     # a fresh scaler would have started again at 2**16
-    assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["grad_scaler"]["scale"] == 2.0**15
+    assert read_payload(tmp_path / "ckpt")["grad_scaler"]["scale"] == 2.0**15
 
 
 # ----------------------------------------------------------- stated settings, memory, CUDA graphs
@@ -266,7 +270,7 @@ def test_tf32_and_deterministic_hold_during_the_trial_and_are_recorded(tmp_path:
                      torch.backends.cudnn.benchmark))
         assert row["tf32"] is True and row["deterministic"] is True
 
-    train_trial(trial, report, threads=1)
+    train_trial(trial, DirectorySession(report), threads=1)
     assert seen == [(True, True, True, True, False)]
     after = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.are_deterministic_algorithms_enabled())
     assert after == before  # a reused worker's next trial starts from the process's own settings
@@ -278,14 +282,14 @@ def test_peak_memory_is_recorded_and_memory_released_even_on_failure(tmp_path: P
     released: list[str] = []
     monkeypatch.setattr(benchmark.train, "release_memory", lambda device: released.append(device.type))
     trial = load_suite(suite_file(tmp_path, "{name: cifar10_he2015, batch_size: 32, max_steps: 4}")).trials()[0]
-    row = train_trial(trial, lambda row: None, threads=1)
+    row = train_trial(trial, DirectorySession(lambda row: None), threads=1)
     assert row["peak_memory_mb"] > 0 and released == ["cpu"]
 
     def fails(row: dict) -> None:
         raise Killed
 
     with pytest.raises(Killed):
-        train_trial(trial, fails, threads=1)
+        train_trial(trial, DirectorySession(fails), threads=1)
     assert released == ["cpu", "cpu"]
 
 
@@ -299,7 +303,7 @@ def test_the_trial_verifies_cuda_graphs_and_records_the_outcome(
     path = suite_file(tmp_path, "{name: cifar10_he2015, batch_size: 32, max_steps: 8}")
     path.write_text(path.read_text() + "compile: true\n")
     rows: list[dict] = []
-    train_trial(load_suite(path).trials()[0], rows.append, threads=1)
+    train_trial(load_suite(path).trials()[0], DirectorySession(rows.append), threads=1)
     # checked at the first evaluation (step 4, before the 5-step mark), and recorded in every row
     assert [row["cuda_graphs"] for row in rows] == [outcome, outcome]
     assert modes == (["reduce-overhead"] if outcome == "captured" else ["reduce-overhead", None])
