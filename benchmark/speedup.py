@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.data import CifarData, build_loaders
+from benchmark.errors import BenchmarkError
 from benchmark.models import build_model
 from benchmark.step import TrainStep
 
@@ -107,7 +108,9 @@ class EpochComparison:
         started = time.perf_counter()
         seen = baseline_steps(self.base_model, self.base_optimizer, batches, self.steps)
         self.baseline_s.append(time.perf_counter() - started)
-        assert seen == self.steps * BATCH, f"the baseline loader ran out after {seen} images"
+        if seen != self.steps * BATCH:
+            raise BenchmarkError(f"epoch speedup: {len(self.data.y_train)} training images are fewer than the "
+                                 f"{self.warmup + self.steps} batches of {BATCH} a baseline round needs")
         del batches  # stop the workers before the fast side runs
 
     def fast_round(self) -> None:
