@@ -126,7 +126,10 @@ def train_trial(
     """
     if threads:
         torch.set_num_threads(threads)
-    device = pick_device(trial)
+    try:
+        device = pick_device(trial)
+    except BenchmarkError as exc:  # a node without the GPU it was promised
+        raise BenchmarkError(f"node {session.node}: {exc}") from None
     with numerics(device, tf32=trial.tf32, deterministic=trial.deterministic):
         reset_peak_memory(device)
         try:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from step_support import Overflow, cpu_grad_scaler, fake_cuda_graph_mode
+
 from benchmark.checkpoint import read_payload
 from benchmark.recipes import CIFAR10_HE2015, IMAGENET_HE2015
 from benchmark.schedule import LRSchedule
@@ -181,7 +183,6 @@ def overflow(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
     """Every model train_trial builds gets an `Overflow` hook (steps chosen by the test, none by
     default); the trial's GradScaler runs on the CPU."""
     import benchmark.models
-    from tests.test_step import Overflow, cpu_grad_scaler
 
     injector = Overflow(set())
     real_build = benchmark.models.build_model
@@ -213,7 +214,6 @@ def test_a_trial_whose_steps_keep_overflowing_is_diverged(tmp_path: Path, overfl
 
 def test_without_a_scaler_one_overflowing_step_is_divergence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import benchmark.models
-    from tests.test_step import Overflow
 
     real_build = benchmark.models.build_model
     monkeypatch.setattr(benchmark.models, "build_model", lambda *a, **k: Overflow({1}).attach(real_build(*a, **k)))
@@ -297,7 +297,6 @@ def test_peak_memory_is_recorded_and_memory_released_even_on_failure(tmp_path: P
 def test_the_trial_verifies_cuda_graphs_and_records_the_outcome(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, skips: list[int], outcome: str
 ) -> None:
-    from tests.test_step import fake_cuda_graph_mode
 
     modes = fake_cuda_graph_mode(monkeypatch, skips)
     path = suite_file(tmp_path, "{name: cifar10_he2015, batch_size: 32, max_steps: 8}")

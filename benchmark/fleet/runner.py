@@ -161,5 +161,6 @@ def _run_fields(trial: Trial) -> dict[str, Any]:
         "tf32": trial.tf32,
         "deterministic": trial.deterministic,
         "eval_ten_crop": trial.eval_ten_crop,
+        "eval_every": trial.eval_every,
         **trial.recipe.flat(),
     }

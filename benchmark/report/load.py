@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import ResultsError
+from benchmark.results import STATUSES
 
 # The columns a report reads. docs/interfaces.md lists more (recipe and provenance); a report must
 # not reject a results folder over a column it never uses, so only these are required.
@@ -27,7 +28,7 @@ RUNS_COLUMNS = (
 )
 # Numeric columns of the schema, checked wherever present.
 RUNS_NUMERIC = (
-    "depth", "seed", "steps", "final_train_error", "final_eval_error", "final_eval_top5_error",
+    "depth", "seed", "steps", "eval_every", "final_train_error", "final_eval_error", "final_eval_top5_error",
     "final_eval_loss", "images_per_s", "wall_s", "recipe_lr", "recipe_momentum",
     "recipe_weight_decay", "recipe_batch_size", "recipe_max_steps", "recipe_warmup_lr",
 )
@@ -56,7 +57,6 @@ ANALYSIS_FILES = ("gradient_norms.csv", "layer_responses.csv")
 ANALYSIS_COLUMNS = ("layer_index", "layer", "model", "kind", "depth", "checkpoint", "step", "value")
 ANALYSIS_NUMERIC = ("layer_index", "depth", "step", "value")
 
-STATUSES = ("pending", "running", "completed", "diverged", "failed")
 KINDS = ("plain", "residual")
 # Errors are percentages like the paper's tables; a fraction (0-1) would pass this check, but a
 # value above 100 or below 0 is certainly corrupt.

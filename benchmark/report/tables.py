@@ -213,9 +213,22 @@ def packing_table(packing: pd.DataFrame) -> pd.DataFrame:
     return latest(packing, PACKING_SETTING).sort_values(PACKING_SETTING, kind="stable")[columns].reset_index(drop=True)
 
 
+def expected_points(trial: pd.Series) -> int | None:
+    """Evaluation rows a trial should have by the step it reached: one per `eval_every` steps,
+    plus the last step when the recipe ends between two (None when the row does not say)."""
+    max_steps, every = trial.get("recipe_max_steps"), trial.get("eval_every")
+    reached = max_steps if trial["status"] == "completed" else trial.get("steps")
+    if any(value is None or pd.isna(value) for value in (max_steps, every, reached)) or every <= 0:
+        return None
+    reached, max_steps, every = int(reached), int(max_steps), int(every)
+    return reached // every + (1 if reached >= max_steps and max_steps % every else 0)
+
+
 def missing_table(results: Results) -> pd.DataFrame:
     """Every trial the report cannot fully use, and why (status, no metrics, fewer eval points).
 
+    Evaluation points are counted against the trial's own recipe (`recipe_max_steps / eval_every`,
+    to the step it reached), not against the longest trial: a row lost from every trial still shows.
     Columns: trial_id, variant, seed, status, n_points, problem, error.
     """
     trials = final_by_trial(results)
@@ -225,10 +238,12 @@ def missing_table(results: Results) -> pd.DataFrame:
         problems = []
         if trial["status"] != "completed":
             problems.append(trial["status"])
+        expected = expected_points(trial)
+        expected = most if expected is None else expected
         if trial["n_points"] == 0:
             problems.append("no metrics")
-        elif trial["n_points"] < most:
-            problems.append(f"{trial['n_points']} of {most} evaluation points")
+        elif trial["n_points"] < expected:
+            problems.append(f"{trial['n_points']} of {expected} evaluation points")
         if problems:
             rows.append({"trial_id": trial["trial_id"], "variant": trial["variant"],
                          "seed": trial["seed"], "status": trial["status"], "n_points": int(trial["n_points"]),
@@ -239,5 +254,5 @@ def missing_table(results: Results) -> pd.DataFrame:
 def status_counts(results: Results) -> dict[str, int]:
     """Number of trials per status, every status listed (zeros included)."""
     counts = results.runs["status"].value_counts()
-    return {status: int(counts.get(status, 0)) for status in ("completed", "running", "pending", "diverged",
-                                                               "failed")}
+    return {status: int(counts.get(status, 0)) for status in ("completed", "running", "pending", "interrupted",
+                                                               "diverged", "failed")}
