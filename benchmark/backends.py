@@ -16,6 +16,7 @@ import gc
 import os
 import re
 import resource
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -94,7 +95,8 @@ def peak_memory_mb(device: torch.device) -> float:
 def release_memory(device: torch.device) -> None:
     """Free what the finished trial left in this process: compiled graphs (and on CUDA their
     CUDA-graph memory pools), unreachable tensors, then the allocator's cached blocks."""
-    torch.compiler.reset()
+    if "torch._dynamo" in sys.modules:  # else nothing was compiled (and importing it costs seconds)
+        torch.compiler.reset()
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()

@@ -50,6 +50,8 @@ def test_settings_are_restored_when_the_trial_raises() -> None:
 
 
 def test_cuda_memory_is_released_and_compiled_graphs_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch._dynamo  # noqa: F401  (loaded: something may have been compiled)
+
     calls: list[str] = []
     monkeypatch.setattr(torch.compiler, "reset", lambda: calls.append("compiler.reset"))
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append("empty_cache"))
