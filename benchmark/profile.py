@@ -34,7 +34,6 @@ from itertools import product
 from pathlib import Path
 
 import torch
-import yaml
 
 from benchmark.errors import ModelError, ResultsError, SuiteError
 from benchmark.models import build_model, count_multiply_adds, model_info
@@ -108,14 +107,9 @@ def validate(config: ProfileConfig, where: str = "profile") -> ProfileConfig:
 
 def load_config(path: Path) -> ProfileConfig:
     """Read a profile YAML (suites/throughput.yaml); unknown keys and bad values are one-line errors."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as exc:
-        raise SuiteError(f"{path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise SuiteError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise SuiteError(f"{path}: expected a mapping of keys, got {type(raw).__name__}")
+    from benchmark.spec import read_yaml  # here: the suite module needs pydantic, the rest of profile does not
+
+    raw = read_yaml(Path(path))  # the suites' bounded, safe loader: one line for any bad file
     fields = {f.name for f in dataclasses.fields(ProfileConfig)}
     values = {}
     for key, value in raw.items():

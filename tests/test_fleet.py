@@ -28,6 +28,9 @@ def test_local_executor_trains_and_writes_tidy_tables(tmp_path: Path, capsys: py
     for trial_id, rows in metrics.groupby("trial_id"):
         assert rows["train_loss"].iloc[-1] < rows["train_loss"].iloc[0], rows
     assert "ETA" in out and "resnet20-A-s0" in out
+    # the scorecard ends the run: the cure judged where the trials are, one seed each
+    assert "Scorecard (" in out and "plain net of the same depth (Fig. 6 (left vs middle)), at 30 of 64,000 iterations: " \
+        "not decided: n=1 for plain20 and resnet20-A" in out
     # a rerun finds everything finished and trains nothing
     assert main(["run", str(suite), "--executor", "local", "--results", str(tmp_path / "results"), "--no-report"]) == 0
     assert "2 already finished" in capsys.readouterr().out
@@ -189,6 +192,11 @@ def test_a_line_cut_mid_write_is_set_aside_and_every_whole_row_kept(tmp_path: Pa
     metrics = pd.read_csv(path)
     assert len(metrics) == 7 and list(metrics.columns) == list(METRIC_COLUMNS)
     assert pd.read_csv(tmp_path / "results" / "tiny" / "discarded_metrics.csv")["discarded_at_reason"].str.startswith("damaged line 4").all()
+    # the report counts evaluation points against the recipe (20 steps / every 5), not the longest trial
+    from benchmark.report import load_results, tables
+
+    missing = tables.missing_table(load_results(tmp_path / "results" / "tiny")).set_index("trial_id")
+    assert dict(missing["problem"]) == {"plain20-s0": "3 of 4 evaluation points"}
 
 
 def test_a_corrupt_checkpoint_is_named_set_aside_and_the_trial_restarts_clean(tmp_path: Path,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -167,6 +169,30 @@ def test_without_cuda_it_says_so_and_lists_the_checks(tmp_path: Path, capsys: py
     assert [line.split()[0] for line in out[1:]] == ["precision", "resume", "packing", "profile", "speedup"]
     assert "needs ray, pydantic" in out[3]
     assert not any(tmp_path.iterdir())
+
+
+WITHOUT_PYDANTIC_OR_RAY = """
+import sys
+
+class Absent:  # a bare GPU machine: torch, but neither pydantic nor Ray
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("pydantic", "ray"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+
+sys.meta_path.insert(0, Absent())
+from benchmark.__main__ import main
+sys.exit(main(["gpu-check"]))
+"""
+
+
+def test_the_command_starts_without_pydantic_or_ray() -> None:
+    # The CLI imports every command's module; none may import the suite schema (pydantic) at the top.
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", WITHOUT_PYDANTIC_OR_RAY], cwd=repo, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    if not torch.cuda.is_available():
+        assert done.stdout.startswith("gpu-check: no CUDA device here")
 
 
 # ------------------------------------------------------------------ its training runs, at toy size on the CPU
