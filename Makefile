@@ -3,6 +3,7 @@
 #   make test    the test suite (installs the project, its dev tools and, where the system
 #                libraries are present, the FFCV extra)
 #   make bench   the benchmarks (pytest-benchmark): loaders, training step, fleet, report
+#   make gpu-check   every CUDA path on one GPU in minutes (python -m benchmark gpu-check)
 #   make system-deps   Debian packages for FFCV and the browser test (needs root)
 
 PYTHON ?= python3
@@ -13,7 +14,7 @@ STAMP  := $(VENV)/.installed
 FFCV_STAMP := $(VENV)/.installed-ffcv
 DEBIAN_PACKAGES := pkg-config libturbojpeg0-dev libopencv-dev chromium
 
-.PHONY: install install-ffcv system-deps test bench run run-gpu run-cpu smoke clean-venv
+.PHONY: install install-ffcv system-deps test bench run run-gpu run-cpu smoke gpu-check clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +64,12 @@ run-cpu: $(STAMP)
 
 smoke: $(STAMP)
 	$(PY) -m benchmark run suites/degradation.yaml --smoke --set resources.gpu=0 --set resources.cpu=1 --set precision=fp32 --set compile=false
+
+# No install step: a GPU machine may have no internet. It runs with this venv where there is one,
+# else with $(PYTHON) as it is (torch only; Ray and pydantic from the device-wheels kit on
+# PYTHONPATH, or the checks that need them are skipped with the reason: README, GPU).
+gpu-check:
+	@if [ -x $(PY) ]; then $(PY) -m benchmark gpu-check; else $(PYTHON) -m benchmark gpu-check; fi
 
 clean-venv:
 	rm -rf $(VENV)

@@ -19,7 +19,8 @@ COMMAND_MODULES = (
     "benchmark.models.cli",      # list
     "benchmark.data.cli",        # data ...
     "benchmark.report.cli",      # report, analyze
-    "benchmark.profile_cli",     # profile
+    "benchmark.profile_cli",     # profile, packing
+    "benchmark.gpu_check",       # gpu-check
 )
 
 

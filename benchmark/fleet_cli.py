@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from benchmark.errors import BenchmarkError
-from benchmark.spec import load_suite, read_yaml
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,6 +44,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 def is_profile_config(path: Path) -> bool:
     """A `profile` grid (models × batch_sizes × ...) rather than a training suite (which has a grid)."""
+    from benchmark.spec import read_yaml
+
     try:
         raw = read_yaml(path)  # bounded and safe, like every suite file
     except BenchmarkError:
@@ -53,6 +54,10 @@ def is_profile_config(path: Path) -> bool:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    # The suite schema is imported where it is used: it needs pydantic, which a bare GPU machine
+    # lacks, and the other commands (gpu-check among them) must still start there.
+    from benchmark.spec import load_suite
+
     failures = 0
     for path in args.suites:
         try:
@@ -73,6 +78,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.fleet import run_suite
+    from benchmark.spec import load_suite
 
     suite = load_suite(args.suite, _overrides(args), smoke=args.smoke)
     # SIGTERM (a scheduler, `kill`) stops the fleet like Ctrl-C: running trials are marked

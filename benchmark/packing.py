@@ -20,6 +20,10 @@ Images are synthetic (`load_cifar10("synthetic")`): the loader's work and the st
 shapes, not pixel values, and the measurement then needs no dataset. The optimizer is the
 profile's (`timing_optimizer`: the paper's SGD at lr 0.01).
 
+The device is passed through: for `cuda:N` the private Ray instance is offered GPU N alone (Ray
+then hands the actors `CUDA_VISIBLE_DEVICES=N`, their `cuda:0`), and each row is labelled with the
+GPU the actors report, after checking that it is the one asked for.
+
 Rows are appended to `<out>/packing.csv` (schema: docs/interfaces.md), one per k, beside the
 profile's throughput.csv, so machines build one table.
 """
@@ -31,7 +35,8 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -40,6 +45,7 @@ import torch
 from benchmark.errors import BenchmarkError, ModelError, SuiteError
 from benchmark.models import model_info
 from benchmark.profile import append_row, check_header, identify, skip_reason, timing_optimizer
+from benchmark.provenance import cpu_model
 from benchmark.step import PRECISIONS
 
 COLUMNS = (
@@ -108,10 +114,13 @@ class PackedTrial:
         torch.manual_seed(seed)
         data = load_cifar10("synthetic", synthetic_size=SYNTHETIC_IMAGES, seed=seed)
         loader, _ = build_loaders(data, loader="device", batch_size=config.batch_size, device=device, seed=seed)
-        self.batches = _forever(loader)
+        self.batches = loader.endless()
         model = build_model(config.model)
         self.trainer = TrainStep(model, timing_optimizer(model), device, config.precision,
                                  channels_last=config.channels_last, compile=bool(config.compile))
+
+    def placement(self) -> dict[str, str]:
+        return gpu_placement()
 
     def train(self, steps: int) -> tuple[float, float, int]:
         """Run `steps` steps; (wall-clock start, end, images). Each call ends with `pop_metrics`, the
@@ -130,19 +139,60 @@ class PackedTrial:
         return started, ended, images
 
 
-def _forever(loader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # noqa: ANN001
-    epoch = 0
-    while True:
-        yield from loader.epoch(epoch)
-        epoch += 1
+def gpu_placement() -> dict[str, str]:
+    """Where this (Ray worker) process trains: the GPUs Ray made visible to it and the name of the
+    device it uses (its cuda:0, or the CPU)."""
+    name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else cpu_model()
+    return {"visible": os.environ.get("CUDA_VISIBLE_DEVICES", ""), "device_name": name}
+
+
+def physical_gpu(device: torch.device) -> str:
+    """The id by which `cuda:N` of this process is known outside it: the N-th entry of
+    CUDA_VISIBLE_DEVICES where that is set (an index or a GPU UUID), else N."""
+    index = device.index or 0
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if not visible:
+        return str(index)
+    if index >= len(visible):
+        raise BenchmarkError(f"packing: --device {device}: CUDA_VISIBLE_DEVICES={','.join(visible)} has no GPU {index}")
+    return visible[index]
+
+
+@contextmanager
+def private_ray(device: torch.device, cores: int) -> Iterator[None]:
+    """A private Ray instance offering the CPU's cores and, for a CUDA device, that GPU alone.
+
+    Ray gives an actor the GPUs of its node by the ids in the raylet's CUDA_VISIBLE_DEVICES, so the
+    variable names `device`'s GPU while the instance starts (and is put back after: this process
+    keeps its own view of the GPUs).
+    """
+    from benchmark.fleet.ray_cluster import connect
+
+    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if device.type == "cuda":
+        os.environ["CUDA_VISIBLE_DEVICES"] = physical_gpu(device)
+    try:
+        connection = connect("local", num_cpus=cores, num_gpus=1 if device.type == "cuda" else 0)
+    finally:
+        if saved is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = saved
+    try:
+        yield
+    finally:
+        connection.close()
+
+
+def actor_options(k: int, device: torch.device, cores: int) -> dict[str, float]:
+    """One of k trials' share of the device: 1/k of the GPU (and of the cores), or 1/k of the cores."""
+    return {"num_gpus": 1 / k, "num_cpus": cores / k} if device.type == "cuda" else {"num_cpus": cores / k}
 
 
 def run_packing(config: PackingConfig, out: Path, device: torch.device) -> list[dict[str, str]]:
     """Measure every k in `config.trials` and k = 1 (the baseline) in alternating rounds; append one
     row per k (medians over the rounds) to `<out>/packing.csv` once all are measured."""
     import ray
-
-    from benchmark.fleet.ray_cluster import connect
 
     cores = len(os.sched_getaffinity(0))
     if config.compile is None:
@@ -156,18 +206,16 @@ def run_packing(config: PackingConfig, out: Path, device: torch.device) -> list[
         raise BenchmarkError("packing: Ray is already running in this process; the measurement needs its own "
                              "private instance with exactly this device")
     ident = identify(device)
-    # A private instance that sees one GPU at most: all k trials must share the same device.
-    connection = connect(None, num_cpus=cores, num_gpus=1 if device.type == "cuda" else 0)
     ks = sorted(set(config.trials) | {1})
     samples: dict[int, list[tuple[float, float]]] = {k: [] for k in ks}
-    try:
+    # A private instance that sees one GPU at most: all k trials must share the same device.
+    with private_ray(device, cores):
         for round_index in range(config.rounds):
             for k in ks:
-                samples[k].append(_measure(config, k, device, cores))
+                total, per_trial, ident["device_name"] = _measure(config, k, device, cores)
+                samples[k].append((total, per_trial))
                 print(f"  round {round_index + 1}/{config.rounds}: {k} trial(s) sharing {ident['device_name']}: "
-                      f"{samples[k][-1][0]:.0f} img/s in all", flush=True)
-    finally:
-        connection.close()
+                      f"{total:.0f} img/s in all", flush=True)
     baseline = statistics.median(total for total, _ in samples[1])
     rows: list[dict[str, str]] = []
     for k in ks:
@@ -188,14 +236,19 @@ def run_packing(config: PackingConfig, out: Path, device: torch.device) -> list[
     return rows
 
 
-def _measure(config: PackingConfig, k: int, device: torch.device, cores: int) -> tuple[float, float]:
-    """(total images/s, mean images/s per trial) of k trials sharing the device."""
+def _measure(config: PackingConfig, k: int, device: torch.device, cores: int) -> tuple[float, float, str]:
+    """(total images/s, mean images/s per trial, the name of the device they trained on) of k
+    trials sharing the device."""
     import ray
 
-    share = {"num_gpus": 1 / k, "num_cpus": cores / k} if device.type == "cuda" else {"num_cpus": cores / k}
-    actor_class = ray.remote(**share)(PackedTrial)
+    actor_class = ray.remote(**actor_options(k, device, cores))(PackedTrial)
     actors = [actor_class.remote(config, device.type, max(1, cores // k), seed) for seed in range(k)]
     try:
+        places = ray.get([a.placement.remote() for a in actors])
+        wanted = physical_gpu(device) if device.type == "cuda" else ""
+        if device.type == "cuda" and {p["visible"] for p in places} != {wanted}:
+            raise BenchmarkError(f"packing: the trials were given GPU(s) {sorted({p['visible'] for p in places})}, "
+                                 f"not {device} (GPU {wanted})")
         ray.get([a.train.remote(config.warmup) for a in actors])  # all warm before any is timed
         spans = ray.get([a.train.remote(config.steps) for a in actors])
     except ray.exceptions.RayError as exc:  # a step raised (RayTaskError) or an actor died (RayActorError)
@@ -207,7 +260,7 @@ def _measure(config: PackingConfig, k: int, device: torch.device, cores: int) ->
     images = sum(n for _, _, n in spans)
     total = images / (max(end for _, end, _ in spans) - min(start for start, _, _ in spans))
     per_trial = sum(n / (end - start) for start, end, n in spans) / k
-    return total, per_trial
+    return total, per_trial, places[0]["device_name"]
 
 
 SUMMARY_COLUMNS = ("model", "trials", "precision", "compiled", "images_per_s_total", "images_per_s_per_trial",

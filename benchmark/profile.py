@@ -6,7 +6,8 @@ device, so the number is the step alone (the loader is measured by tests/benchma
 appended to `<out>/throughput.csv` as they are measured (schema: docs/interfaces.md), so runs on
 different machines build one table; the file is never rewritten.
 
-Timing: CUDA events around the timed loop on a GPU; on a CPU the median of per-iteration
+Timing: CUDA events around the timed loop on a GPU, recorded on the measured device's stream (every
+configuration runs with that device current, so `--device cuda:1` measures cuda:1); on a CPU the median of per-iteration
 `time.perf_counter` times (CPU kernels run synchronously; the median resists other users' bursts). Peak memory: `torch.cuda.max_memory_allocated` on CUDA (tensors only, not the
 caching allocator's reserve); on a CPU, the peak resident set size above the baseline taken just
 before the configuration, sampled from /proc/self/statm every millisecond (after `malloc_trim` so
@@ -26,7 +27,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timezone
 from functools import partial
 from itertools import product
@@ -37,7 +38,6 @@ import torch
 from benchmark.errors import ModelError, ResultsError, SuiteError
 from benchmark.models import build_model, count_multiply_adds, model_info
 from benchmark.provenance import cpu_model, git_commit
-from benchmark.spec import read_yaml
 from benchmark.step import PRECISIONS, TrainStep, autocast, autocast_dtype, compile_mode, memory_format
 
 COLUMNS = (
@@ -107,6 +107,8 @@ def validate(config: ProfileConfig, where: str = "profile") -> ProfileConfig:
 
 def load_config(path: Path) -> ProfileConfig:
     """Read a profile YAML (suites/throughput.yaml); unknown keys and bad values are one-line errors."""
+    from benchmark.spec import read_yaml  # here: the suite module needs pydantic, the rest of profile does not
+
     raw = read_yaml(Path(path))  # the suites' bounded, safe loader: one line for any bad file
     fields = {f.name for f in dataclasses.fields(ProfileConfig)}
     values = {}
@@ -296,17 +298,24 @@ def _infer_runner(model, x, precision, channels_last, compiled, device):  # noqa
     return run
 
 
+def on_device(device: torch.device) -> AbstractContextManager:
+    """Make a CUDA `device` the current one for the block (kernels launched without an explicit
+    device, CUDA graphs, events and streams then belong to it); nothing on a CPU."""
+    return torch.cuda.device(device) if device.type == "cuda" else nullcontext()
+
+
 def _seconds_per_iteration(run, iters: int, device: torch.device) -> float:  # noqa: ANN001
-    """CUDA: events around all `iters` calls (the GPU runs ahead of the host), divided by `iters`.
-    CPU: the median of per-call `perf_counter` times, since CPU kernels run synchronously and the
-    median shrugs off bursts from other processes on shared cores (these machines are shared)."""
+    """CUDA: events on `device`'s current stream around all `iters` calls (the GPU runs ahead of the
+    host), divided by `iters`. CPU: the median of per-call `perf_counter` times, since CPU kernels
+    run synchronously and the median shrugs off bursts from other processes on shared cores."""
     if device.type == "cuda":
+        stream = torch.cuda.current_stream(device)
         torch.cuda.synchronize(device)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
+        start.record(stream)
         for _ in range(iters):
             run()
-        end.record()
+        end.record(stream)
         end.synchronize()
         return start.elapsed_time(end) / 1000 / iters
     times = []
@@ -323,12 +332,13 @@ def run_profile(config: ProfileConfig, out: Path, device: torch.device) -> list[
     table = Path(out) / "throughput.csv"
     check_header(table, COLUMNS)
     ident = identify(device)
-    _prime(device)
     # Fixed input shapes: let cuDNN pick the fastest conv algorithms (what a tuned GPU run does).
     cudnn_benchmark = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = device.type == "cuda"
     try:
-        return _measure_all(config, table, ident, device)
+        with on_device(device):
+            _prime(device)
+            return _measure_all(config, table, ident, device)
     finally:
         torch.backends.cudnn.benchmark = cudnn_benchmark
 

@@ -129,6 +129,13 @@ class Suite(_Strict):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     channels_last: bool = False
     compile: bool = False
+    # TF32 inside fp32 matmuls and convolutions (Ampere and newer GPUs; no effect elsewhere). Off by
+    # default: `precision: fp32` then means IEEE fp32, as the paper trained; true trades ~3 decimal
+    # digits of those products for speed. With bf16/fp16 autocast, only the ops left in fp32 change.
+    tf32: bool = False
+    # Deterministic kernels (cuDNN deterministic, no autotuning, torch.use_deterministic_algorithms):
+    # identical GPU reruns at some speed. CPU trials with one thread are deterministic either way.
+    deterministic: bool = False
     eval_every: int = Field(default=500, gt=0)  # iterations between evaluations (and checkpoints)
     eval_batch_size: int = Field(default=1000, gt=0)
     eval_ten_crop: bool = False  # ImageNet: the paper's 10-crop testing (Tables 2, 3), else one centre crop
@@ -216,6 +223,8 @@ class Suite(_Strict):
                                 precision=self.precision,
                                 channels_last=self.channels_last,
                                 compile=self.compile,
+                                tf32=self.tf32,
+                                deterministic=self.deterministic,
                                 eval_every=self.eval_every,
                                 eval_batch_size=self.eval_batch_size,
                                 eval_ten_crop=self.eval_ten_crop,
@@ -261,6 +270,8 @@ class Trial(_Strict):
     precision: str
     channels_last: bool
     compile: bool
+    tf32: bool = False  # defaults as the Suite's: a trial stored before these fields existed reads as it ran
+    deterministic: bool = False
     eval_every: int
     eval_batch_size: int
     eval_ten_crop: bool = False

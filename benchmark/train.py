@@ -3,8 +3,13 @@
 Build the model and the loaders, train with the recipe's schedule, evaluate every `eval_every`
 steps, report one row per evaluation together with the checkpoint of that step (through the
 trial's session, `benchmark/session.py`), so that a killed or retried trial continues where it
-stopped. A NaN or infinite training loss ends the trial with status `diverged` (deep plain nets are
-expected to struggle, Figure 6), recorded, not raised.
+stopped. A trial that cannot recover (`judge_divergence`: weights no longer finite, or most of an
+interval's steps with a NaN/inf loss) ends with status `diverged` (deep plain nets are expected to
+struggle, Figure 6), recorded, not raised.
+
+The process-wide settings a trial states (TF32, deterministic kernels) hold for its duration only,
+and the device memory it cached is released when it ends (`benchmark/backends.py`): a Ray actor
+runs trial after trial in one process.
 
 Every row names its attempt (one call of `train_trial`) and the step that attempt started from:
 the fleet's single writer uses them to keep exactly one curve per trial when a retry resumes from
@@ -25,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from benchmark.backends import numerics, peak_memory_mb, release_memory, reset_peak_memory
 from benchmark.errors import BenchmarkError, DataError
 from benchmark.provenance import provenance
 from benchmark.schedule import LRSchedule
@@ -33,6 +39,16 @@ from benchmark.spec import Trial
 
 if TYPE_CHECKING:
     from benchmark.data import CifarData
+    from benchmark.step import TrainStep
+
+# Divergence: more than this share of an interval's steps with a non-finite loss and the trial is
+# `diverged`, even though its weights are finite. Below it, overflowing fp16 steps (skipped by the
+# GradScaler, which then lowers its scale and goes on) are routine, not divergence.
+MAX_NONFINITE_SHARE = 0.5
+# With CUDA graphs (compile on CUDA), their capture is verified after this many steps (or at the
+# first evaluation, if sooner): cudagraph trees warm up on the first call, record on the second and
+# replay from the third.
+CUDA_GRAPH_CHECK_STEPS = 5
 
 
 def pick_device(trial: Trial) -> torch.device:
@@ -108,17 +124,25 @@ def train_trial(
     `data`: CIFAR-10 arrays the fleet resolved once for the whole suite (else the trial loads them
     from its data spec). A dataset that cannot be had on this node is one line naming the node.
     """
-    from benchmark.models import build_model
-    from benchmark.step import TrainStep, evaluate
-
     if threads:
         torch.set_num_threads(threads)
     try:
         device = pick_device(trial)
     except BenchmarkError as exc:  # a node without the GPU it was promised
         raise BenchmarkError(f"node {session.node}: {exc}") from None
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # input shapes are fixed: let cuDNN pick the fastest kernels
+    with numerics(device, tf32=trial.tf32, deterministic=trial.deterministic):
+        reset_peak_memory(device)
+        try:
+            return _train(trial, session, device, data, beton_dir)
+        finally:
+            release_memory(device)  # the next trial of this process starts with the device empty
+
+
+def _train(trial: Trial, session: TrialSession, device: torch.device, data: CifarData | None,
+           beton_dir: Path | None) -> dict[str, Any]:
+    from benchmark.models import build_model
+    from benchmark.step import TrainStep, evaluate, state_is_finite
+
     seed_everything(trial.seed)
     recipe = trial.recipe
 
@@ -133,10 +157,11 @@ def train_trial(
     trainer = TrainStep(model, optimizer, device, precision=trial.precision, channels_last=trial.channels_last, compile=trial.compile)
 
     restored = session.restore()
-    state = _restore_state(restored.payload, model, optimizer, schedule)
+    state = _restore_state(restored.payload, trainer, schedule)
     step, wall_before = state["step"], state["wall_s"]
     attempt = {"attempt": uuid.uuid4().hex[:12], "start_step": step, "node": session.node}
-    base = {"status": "running", **data_fields, **provenance(device), **attempt}
+    base = {"status": "running", **data_fields, **provenance(device), **attempt,
+            "tf32": trial.tf32, "deterministic": trial.deterministic}
     note = restored.note  # said once, with this attempt's first row
     if state["last_row"] is not None:
         # Re-reported under this attempt: the fleet's writer learns where the attempt starts (it
@@ -153,6 +178,9 @@ def train_trial(
     interval_start, interval_samples = started, 0
     window = _Window()
     last_row: dict[str, Any] | None = state["last_row"]
+    first_step = step
+    # Steps with a NaN/inf loss over the whole trial, carried across a resume by the last row.
+    nonfinite_total = int((state["last_row"] or {}).get("nonfinite_steps", 0))
 
     while step < recipe.max_steps:
         epoch, skip = divmod(step, steps_per_epoch)
@@ -163,15 +191,19 @@ def train_trial(
             trainer.step(x, y)
             step += 1
             interval_samples += y.shape[0]
+            evaluating = step % trial.eval_every == 0 or step >= recipe.max_steps
+            if step - first_step == CUDA_GRAPH_CHECK_STEPS or evaluating:
+                trainer.verify_cuda_graphs()  # once; before any evaluation reads BN's statistics
             if schedule.warming_up and step % recipe.warmup_check_every == 0:
                 recent = trainer.pop_metrics()
                 window.add(recent)
                 schedule.observe_train_error(step, 100 * recent["train_error"])
-            if step % trial.eval_every == 0 or step >= recipe.max_steps:
+            if evaluating:
                 window.add(trainer.pop_metrics())
                 train = window.take()
                 train_seconds = time.perf_counter() - interval_start
-                diverged = not math.isfinite(train["train_loss"])
+                nonfinite_total += train["nonfinite_steps"]
+                diverged = judge_divergence(state_is_finite(model), train["nonfinite_steps"], train["steps"])
                 evaluation = (
                     {"loss": math.nan, "top1_error": math.nan, "top5_error": math.nan}
                     if diverged
@@ -187,14 +219,17 @@ def train_trial(
                     "lr": lr,
                     "train_loss": train["train_loss"],
                     "train_error": 100 * train["train_error"],
+                    "nonfinite_steps": nonfinite_total,
                     "eval_loss": evaluation["loss"],
                     "eval_error": 100 * evaluation["top1_error"],
                     "eval_top5_error": 100 * evaluation["top5_error"],
                     "images_per_s": interval_samples / max(train_seconds, 1e-9),
                     "wall_s": wall_before + time.perf_counter() - started,
+                    "peak_memory_mb": peak_memory_mb(device),
+                    "cuda_graphs": trainer.cuda_graphs,
                     "status": ("diverged" if diverged else "completed") if done else "running",
                 }
-                session.report(last_row, _checkpoint_payload(model, optimizer, schedule, step, last_row))
+                session.report(last_row, _checkpoint_payload(trainer, schedule, step, last_row))
                 note = ""
                 if done:
                     return last_row
@@ -203,39 +238,62 @@ def train_trial(
     return last_row
 
 
+def judge_divergence(state_finite: bool, nonfinite_steps: int, steps: int) -> bool:
+    """Whether a trial can no longer recover, judged at an evaluation.
+
+    Its weights or BN statistics are not finite (every later step would be NaN), or more than
+    `MAX_NONFINITE_SHARE` of the interval's steps had a NaN/inf loss (e.g. fp16 whose logits
+    overflow step after step). One overflowing step in an interval is neither.
+    """
+    return not state_finite or (steps > 0 and nonfinite_steps > MAX_NONFINITE_SHARE * steps)
+
+
 class _Window:
     """Training loss and error over the steps since the last report, summed over device pops."""
 
     def __init__(self) -> None:
         self.loss_sum = self.error_sum = 0.0
-        self.samples = 0
+        self.samples = self.loss_samples = self.steps = self.nonfinite_steps = 0
 
     def add(self, popped: dict[str, float]) -> None:
-        n = int(popped["samples"])
-        if n:
-            self.loss_sum += popped["train_loss"] * n
-            self.error_sum += popped["train_error"] * n
-            self.samples += n
+        if popped["loss_samples"]:
+            self.loss_sum += popped["train_loss"] * popped["loss_samples"]
+            self.loss_samples += int(popped["loss_samples"])
+        if popped["samples"]:
+            self.error_sum += popped["train_error"] * popped["samples"]
+            self.samples += int(popped["samples"])
+        self.steps += int(popped["steps"])
+        self.nonfinite_steps += int(popped["nonfinite_steps"])
 
     def take(self) -> dict[str, float]:
-        """The means so far, then start a new window."""
-        total = self.samples or math.nan
-        means = {"train_loss": self.loss_sum / total, "train_error": self.error_sum / total}
+        """The means (the loss over steps with a finite loss) and step counts so far, then start a new window."""
+        means = {
+            "train_loss": self.loss_sum / (self.loss_samples or math.nan),
+            "train_error": self.error_sum / (self.samples or math.nan),
+            "steps": self.steps,
+            "nonfinite_steps": self.nonfinite_steps,
+        }
         self.__init__()
         return means
 
 
-def _checkpoint_payload(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
-                        step: int, last_row: dict[str, Any]) -> dict[str, Any]:
-    """Everything a resumed trial needs, as tensors and plain values (`benchmark/checkpoint.py`)."""
+# The checkpoint payload holds tensors, plain Python values and dicts only (it is read with
+# `weights_only=True`, `benchmark/checkpoint.py`). What must stay on the CPU whatever a loader's
+# `map_location` (the RNG states: `torch.set_rng_state` and `torch.cuda.set_rng_state` take CPU
+# byte tensors only) is stored as bytes, which `map_location` leaves alone.
+
+
+def _checkpoint_payload(trainer: TrainStep, schedule: LRSchedule, step: int, last_row: dict[str, Any]) -> dict[str, Any]:
+    """Everything a resumed trial needs to continue as if it had never stopped."""
     return {
-        "model": _plain_state_dict(model),
-        "optimizer": optimizer.state_dict(),
+        "model": _plain_state_dict(trainer.model),
+        "optimizer": trainer.optimizer.state_dict(),
         "schedule": schedule.state_dict(),
         "step": step,
         "wall_s": last_row["wall_s"],
         "last_row": last_row,
-        "rng": torch.get_rng_state(),
+        "rng": rng_state(trainer.device),
+        "grad_scaler": trainer.scaler_state_dict(),
     }
 
 
@@ -246,17 +304,43 @@ def _plain_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return inner.state_dict()
 
 
-def _restore_state(payload: dict[str, Any] | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                   schedule: LRSchedule) -> dict[str, Any]:
-    """Load a checkpoint payload (read on the CPU) into the trial's objects; step 0 without one.
+def _restore_state(payload: dict[str, Any] | None, trainer: TrainStep, schedule: LRSchedule) -> dict[str, Any]:
+    """Load a checkpoint payload into the trainer's model, optimizer and GradScaler, the schedule and
+    the RNGs; step 0 without one.
 
     `load_state_dict` copies each tensor to where the model's and optimizer's tensors live, so the
-    payload stays on the CPU; so does the RNG state, which `torch.set_rng_state` needs there.
+    payload may have been loaded onto any device.
     """
     if payload is None:
         return {"step": 0, "wall_s": 0.0, "last_row": None}
-    getattr(model, "_orig_mod", model).load_state_dict(payload["model"])
-    optimizer.load_state_dict(payload["optimizer"])
+    getattr(trainer.model, "_orig_mod", trainer.model).load_state_dict(payload["model"])
+    trainer.optimizer.load_state_dict(payload["optimizer"])
     schedule.load_state_dict(payload["schedule"])
-    torch.set_rng_state(payload["rng"])
+    trainer.load_scaler_state_dict(payload.get("grad_scaler"))
+    restore_rng(payload["rng"], trainer.device)
     return {"step": payload["step"], "wall_s": payload["wall_s"], "last_row": payload["last_row"]}
+
+
+def rng_state(device: torch.device) -> dict[str, bytes]:
+    """The global torch RNG states as bytes: the CPU's, and the trial's CUDA device's where it has one."""
+    state = {"cpu": _to_bytes(torch.get_rng_state())}
+    if device.type == "cuda":
+        state["cuda"] = _to_bytes(torch.cuda.get_rng_state(device))
+    return state
+
+
+def restore_rng(state: dict[str, bytes] | torch.Tensor, device: torch.device) -> None:
+    """Set the RNG states `rng_state` saved (or an older checkpoint's CPU state tensor)."""
+    if isinstance(state, torch.Tensor):
+        state = {"cpu": _to_bytes(state)}
+    torch.set_rng_state(_from_bytes(state["cpu"]))
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(_from_bytes(state["cuda"]), device)
+
+
+def _to_bytes(state: torch.Tensor) -> bytes:
+    return state.cpu().numpy().tobytes()
+
+
+def _from_bytes(data: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)

@@ -55,6 +55,10 @@ def check_complete(runs: pd.DataFrame, metrics: pd.DataFrame, steps: int, every:
     for column in ("git_commit", "code_version", "data_fingerprint", "node", "torch_version"):
         assert runs[column].notna().all(), column
     assert (runs["recipe_max_steps"] == steps).all() and (runs["recipe_batch_size"] == 32).all()
+    # The stated numerics, the trial's peak memory and the CUDA-graph outcome reach the runs table.
+    assert (runs["tf32"] == False).all() and (runs["deterministic"] == False).all()  # noqa: E712
+    assert (runs["peak_memory_mb"] > 0).all() and (runs["nonfinite_steps"] == 0).all()
+    assert (runs["cuda_graphs"] == "off").all()
 
 
 def run_command(suite: Path, results: Path, *extra: str) -> list[str]:

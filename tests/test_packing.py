@@ -111,3 +111,54 @@ def test_a_trial_that_fails_is_one_line_and_appends_nothing(
     err = capsys.readouterr().err
     assert err == "error: packing: a trial failed: CUDA out of memory. Tried to allocate 2.00 GiB\n"
     assert not (tmp_path / "packing.csv").exists()
+
+
+# ------------------------------------------------------- the device, passed through (issue 14.3)
+
+
+@pytest.mark.parametrize(("visible", "index", "physical"), [
+    (None, 0, "0"), (None, 1, "1"), ("5,7", 1, "7"), ("GPU-aa, GPU-bb", 1, "GPU-bb"), ("3", 0, "3"),
+])
+def test_cuda_n_is_named_by_its_physical_id(monkeypatch: pytest.MonkeyPatch, visible: str | None, index: int,
+                                            physical: str) -> None:
+    import torch
+
+    from benchmark.packing import physical_gpu
+
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert physical_gpu(torch.device("cuda", index)) == physical
+
+
+def test_a_device_outside_cuda_visible_devices_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from benchmark.errors import BenchmarkError
+    from benchmark.packing import physical_gpu
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
+    with pytest.raises(BenchmarkError, match="CUDA_VISIBLE_DEVICES=5,7 has no GPU 2"):
+        physical_gpu(torch.device("cuda", 2))
+
+
+@pytest.mark.usefixtures("no_ray_running")
+def test_trials_sharing_cuda_1_are_given_that_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A Ray node given one logical GPU (this machine has none): the private instance for cuda:1 of
+    # a process that sees GPUs 5 and 7 must hand every k=4 share GPU 7, not GPU 0.
+    import ray
+    import torch
+
+    from benchmark.packing import actor_options, gpu_placement, private_ray
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
+    device = torch.device("cuda", 1)
+    with private_ray(device, cores=CORES):
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "5,7"  # this process keeps its own view
+        assert ray.cluster_resources().get("GPU") == 1
+        share = actor_options(4, device, CORES)
+        assert share["num_gpus"] == 0.25
+        places = ray.get([ray.remote(**share)(gpu_placement).remote() for _ in range(4)])
+    assert {p["visible"] for p in places} == {"7"}
+    assert not ray.is_initialized()

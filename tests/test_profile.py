@@ -98,3 +98,66 @@ def test_bad_config_files_name_the_file_and_key(
     err = capsys.readouterr().err.strip()
     assert str(config) in err and message in err and "\n" not in err
     assert not (tmp_path / "throughput.csv").exists()
+
+
+# ------------------------------------------------------- the measured device, passed through (issue 14.3)
+
+
+def test_cuda_timing_records_its_events_on_the_measured_devices_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `profile --device cuda:1` recorded its events on the current device's (cuda:0's) stream.
+    import torch
+
+    from benchmark import profile
+
+    device = torch.device("cuda", 1)
+    recorded: list[object] = []
+    synced: list[object] = []
+
+    class Event:
+        def __init__(self, enable_timing: bool) -> None:
+            assert enable_timing
+
+        def record(self, stream: object = None) -> None:
+            recorded.append(stream)
+
+        def synchronize(self) -> None:
+            pass
+
+        def elapsed_time(self, end: "Event") -> float:
+            return 40.0  # ms
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: ("stream of", device))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synced.append(device))
+    assert profile._seconds_per_iteration(lambda: None, 4, device) == pytest.approx(0.01)
+    assert recorded == [("stream of", device)] * 2 and synced == [device]
+
+
+def test_every_configuration_is_measured_with_its_device_current(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from contextlib import contextmanager
+
+    import torch
+
+    from benchmark import profile
+
+    device = torch.device("cuda", 1)
+    current: list[object] = []
+    seen: list[tuple] = []
+
+    @contextmanager
+    def cuda_device(which: object):  # noqa: ANN202
+        current.append(which)
+        yield
+        current.pop()
+
+    monkeypatch.setattr(torch.cuda, "device", cuda_device)
+    fake_ident = {**profile.identify(torch.device("cpu")), "device_kind": "cuda", "device_name": "GPU 1"}
+    monkeypatch.setattr(profile, "identify", lambda d: fake_ident)
+    monkeypatch.setattr(profile, "_prime", lambda d: seen.append(("prime", d, list(current))))
+    monkeypatch.setattr(profile, "peak_tflops", lambda d, precision: None)
+    monkeypatch.setattr(profile, "skip_reason", lambda *args: None)
+    monkeypatch.setattr(profile, "measure", lambda *args: seen.append(("measure", args[-1], list(current))) or (100.0, 1.0))
+    config = profile.ProfileConfig(models=("resnet20",), precisions=("fp32",), channels_last=(False,), modes=("train",))
+    rows = profile.run_profile(config, tmp_path, device)
+    assert seen == [("prime", device, [device]), ("measure", device, [device])]
+    assert rows[0]["device_name"] == "GPU 1" and current == []

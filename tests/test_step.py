@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from step_support import Overflow, cpu_grad_scaler, fake_cuda_graph_mode
+
 from benchmark.errors import BenchmarkError
 from benchmark.step import TrainStep, evaluate
 
@@ -236,3 +238,109 @@ def test_evaluate_averages_the_softmax_over_crops() -> None:
         probabilities = ten_crop_predict(model.eval(), crops)
     assert result["loss"] == pytest.approx(float(-probabilities[torch.arange(5), labels].log().mean()), rel=1e-5)
     assert result["top1_error"] == pytest.approx(float((probabilities.argmax(1) != labels).float().mean()))
+
+
+# ------------------------------------------------------------------ non-finite steps and fp16
+
+
+def test_an_overflowing_step_is_counted_and_skipped_by_the_grad_scaler(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 14.2: one overflowing fp16 step made the interval's loss NaN and ended the trial,
+    # although GradScaler skipped that step. It is counted on the device instead.
+    from benchmark.step import state_is_finite
+
+    cpu_grad_scaler(monkeypatch)
+    model = Overflow({1}).attach(tiny_convnet())
+    step = TrainStep(model, sgd(model), CPU)
+    x, y = learnable_batch()
+    step.step(x, y)
+    before = [p.detach().clone() for p in model.parameters()]
+    step.step(x, y)  # overflows: the scaler skips the update and halves its scale
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    step.step(x, y)
+    step.step(x, y)
+    metrics = step.pop_metrics()
+    assert metrics["steps"] == 4 and metrics["nonfinite_steps"] == 1
+    assert metrics["samples"] == 4 * len(y) and metrics["loss_samples"] == 3 * len(y)
+    assert math.isfinite(metrics["train_loss"]) and state_is_finite(model)
+    assert step.scaler_state_dict()["scale"] == 2.0**15  # 2**16 halved once
+
+
+def test_without_a_scaler_an_overflowing_step_poisons_the_weights() -> None:
+    # fp32/bf16 have no scaler: the NaN gradient reaches the weights, and training cannot recover.
+    from benchmark.step import state_is_finite
+
+    model = Overflow({1}).attach(tiny_convnet())
+    step = TrainStep(model, sgd(model), CPU)
+    assert step.scaler_state_dict() is None
+    for _ in range(3):
+        step.step(*learnable_batch())
+    assert step.pop_metrics()["nonfinite_steps"] >= 1
+    assert not state_is_finite(model)
+
+
+def test_the_grad_scaler_state_round_trips(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu_grad_scaler(monkeypatch)
+    model = Overflow({0}).attach(tiny_convnet())
+    step = TrainStep(model, sgd(model), CPU)
+    step.step(*learnable_batch())
+    state = step.scaler_state_dict()
+    assert state is not None and all(isinstance(v, (int, float)) for v in state.values())  # plain: weights_only loads it
+    fresh = TrainStep(tiny_convnet(), sgd(model), CPU)
+    fresh.load_scaler_state_dict(state)
+    assert fresh.scaler_state_dict() == state
+
+
+# ------------------------------------------------------------------ CUDA graphs, checked
+
+
+@pytest.mark.parametrize(("skips", "before", "after", "steps", "problem"), [
+    (0, [0, 0, 0], [5, 5, 5], 5, None),                              # captured, BN advanced every step
+    (0, [], [], 5, None),                                            # a net without BN
+    (1, [0, 0], [5, 5], 5, "inductor skipped 1 CUDA graph"),          # a graph silently not captured
+    (0, [10, 10, 10], [15, 10, 15], 5, "advanced by 0 instead of 5 in 1 of 3 layers"),  # a copy was updated
+    (0, [0, 0], [4, 4], 5, "advanced by 4 instead of 5 in 2 of 2"),
+])
+def test_cuda_graph_verdict_from_recorded_counters(skips: int, before: list[int], after: list[int],
+                                                    steps: int, problem: str | None) -> None:
+    from benchmark.step import cuda_graph_problem
+
+    found = cuda_graph_problem(skips, before, after, steps)
+    assert found is None if problem is None else problem in found
+
+
+@pytest.mark.parametrize(("skips", "outcome", "modes"), [
+    ([0], "captured", ["reduce-overhead"]),
+    ([0, 2], "fallback", ["reduce-overhead", None]),
+])
+def test_verify_cuda_graphs_falls_back_to_the_plain_compiled_step(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, skips: list[int], outcome: str, modes: list
+) -> None:
+    compiled_modes = fake_cuda_graph_mode(monkeypatch, skips)
+    model = tiny_convnet()
+    step = TrainStep(model, sgd(model), CPU, compile=True)
+    assert step.cuda_graphs == "unchecked" and step.verify_cuda_graphs() == "unchecked"  # no step yet
+    for _ in range(3):
+        step.step(*learnable_batch())
+    assert step.verify_cuda_graphs() == outcome == step.cuda_graphs
+    assert compiled_modes == modes
+    assert ("CUDA graphs off" in caplog.text) == (outcome == "fallback")
+    step.step(*learnable_batch())  # training goes on after a fallback
+    assert step.pop_metrics()["steps"] == 4
+    assert step.verify_cuda_graphs() == outcome  # checked once
+
+
+@pytest.mark.slow
+def test_a_real_cuda_graph_skip_on_the_cpu_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Inductor declines CUDA graphs for CPU tensors and counts it as a skip: the same signal a GPU
+    # trial gets when a graph is skipped, here through a real compile.
+    from benchmark import step as step_module
+
+    monkeypatch.setattr(step_module, "compile_mode", lambda device: "reduce-overhead")
+    model = tiny_convnet()
+    step = TrainStep(model, sgd(model), CPU, compile=True)
+    for _ in range(3):
+        step.step(*learnable_batch())
+    assert step.verify_cuda_graphs() == "fallback"
+    step.step(*learnable_batch())
+    metrics = step.pop_metrics()
+    assert metrics["steps"] == 4 and math.isfinite(metrics["train_loss"])

@@ -29,3 +29,10 @@ class EpochLoader:
 
     def epoch(self, index: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         raise NotImplementedError
+
+    def endless(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of epochs 0, 1, 2, ... without end, for loops that count steps, not epochs."""
+        index = 0
+        while True:
+            yield from self.epoch(index)
+            index += 1

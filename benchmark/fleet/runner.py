@@ -167,6 +167,8 @@ def _run_fields(trial: Trial) -> dict[str, Any]:
         "precision": trial.precision,
         "channels_last": trial.channels_last,
         "compile": trial.compile,
+        "tf32": trial.tf32,
+        "deterministic": trial.deterministic,
         "eval_ten_crop": trial.eval_ten_crop,
         "eval_every": trial.eval_every,
         **trial.recipe.flat(),
