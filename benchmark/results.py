@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import ResultsError
+from benchmark.hardware import RUN_HARDWARE_COLUMNS
 from benchmark.recipes import RECIPE_COLUMNS
 
 METRIC_COLUMNS = (
@@ -41,7 +42,7 @@ RUN_COLUMNS = (
     "trial_id", "suite", "model", "family", "kind", "depth", "shortcut", "preact", "seed", "status",
     "steps", "final_train_error", "final_eval_error", "final_eval_top5_error", "final_eval_loss",
     "eval_split", "eval_ten_crop", "images_per_s", "wall_s", "dataset", "data_source", "data_fingerprint", "split",
-    "loader", "precision", "channels_last", "compile", *RECIPE_COLUMNS, "device", "node",
+    "loader", "precision", "channels_last", "compile", *RECIPE_COLUMNS, "device", *RUN_HARDWARE_COLUMNS, "node",
     "git_commit", "code_version", "allowed_changes", "torch_version", "torchvision_version", "numpy_version",
     "ray_version", "ffcv_version", "cuda_version", "python_version", "hostname", "storage", "checkpoint",
     "started_at", "finished_at", "error",

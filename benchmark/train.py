@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from benchmark.errors import BenchmarkError, DataError
+from benchmark.heartbeat import Heartbeat
 from benchmark.provenance import provenance
 from benchmark.schedule import LRSchedule
 from benchmark.session import TrialSession
@@ -149,6 +150,7 @@ def train_trial(
     started = time.perf_counter()
     interval_start, interval_samples = started, 0
     window = _Window()
+    heartbeat = Heartbeat(session, fields=attempt)  # step and images/s between evaluations, for the live view
     last_row: dict[str, Any] | None = state["last_row"]
 
     while step < recipe.max_steps:
@@ -160,6 +162,7 @@ def train_trial(
             trainer.step(x, y)
             step += 1
             interval_samples += y.shape[0]
+            heartbeat.step(step, y.shape[0])
             if schedule.warming_up and step % recipe.warmup_check_every == 0:
                 recent = trainer.pop_metrics()
                 window.add(recent)
@@ -196,6 +199,7 @@ def train_trial(
                 if done:
                     return last_row
                 interval_start, interval_samples = time.perf_counter(), 0
+                heartbeat.restart()
     assert last_row is not None
     return last_row
 

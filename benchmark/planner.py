@@ -1,0 +1,366 @@
+"""A CPU suite sized by time, not steps (`run --budget 30m`, what `make run` does without CUDA).
+
+A fixed number of iterations made "about half an hour" mean 20 minutes on one 2-core machine and
+2 hours on another (issue 13). So the planner measures each model's training step on this machine
+for a few seconds, then picks ONE number of iterations for every trial (a comparison of depths is
+only fair at equal iterations) such that the whole suite, trials running side by side as the fleet
+runs them, is expected to end within the budget. The recipe's learning-rate drops are scaled to
+that length (`cifar10_he2015_scaled`: at 50% and 75%, as the paper's 32k and 48k are of 64k).
+
+Before training, the plan is printed: trials, iterations, the expected time here, and which of
+Figure 6's findings that many iterations can show, from measurements of the scaled recipe
+(`OBSERVATIONS`), with the budget a finding that needs more would take.
+
+`make_plan` is a pure function of recorded step costs (tested without timing anything);
+`measure_costs` is the only part that times.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from benchmark.errors import BenchmarkError
+from benchmark.recipes import CIFAR10_HE2015, Recipe
+
+if TYPE_CHECKING:
+    from benchmark.spec import Suite, Trial
+
+MARGIN = 0.9  # plan for 90% of what is left of the budget: trials side by side contend for memory bandwidth
+# Start-up and wrap-up that do not scale with iterations (measured on the 2-core development machine:
+# Ray's start and the data's decoding about 30 s, the report about 20 s) and each trial's start
+# (its Ray worker, model and loaders).
+SUITE_OVERHEAD_S = 60.0
+TRIAL_START_S = 10.0
+MEASURE_S = 3.0  # timed seconds of training steps per model
+EVAL_IMAGES = {"train50k": 10_000, "train45k": 5_000}  # the test set, or the paper's 5k validation split
+
+
+class BudgetError(BenchmarkError):
+    """A budget that cannot be parsed, or is too small for this suite on this machine."""
+
+
+def parse_budget(text: str) -> float:
+    """Seconds in `30m`, `1h`, `1h30m`, `90s`; a one-line BudgetError otherwise."""
+    match = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m(?:in)?)?\s*(?:(\d+(?:\.\d+)?)s)?\s*", text)
+    if not text.strip() or not match or not any(match.groups()):
+        raise BudgetError(f"--budget {text!r}: expected a duration such as 30m, 1h or 1h30m")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise BudgetError(f"--budget {text!r}: must be longer than zero")
+    return total
+
+
+def duration(seconds: float) -> str:
+    """`27m10s`, `1h05m`: the form --budget reads."""
+    seconds = int(math.ceil(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def budget_text(seconds: float) -> str:
+    """A budget rounded up to whole minutes, as one would type it."""
+    minutes = int(math.ceil(seconds / 60))
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+# --------------------------------------------------------------------------------- costs
+
+
+@dataclass(frozen=True)
+class TrialCost:
+    """What one trial of a model costs on this machine: seconds per training step, per evaluation
+    (all its evaluation images) and to start."""
+
+    step_s: float
+    eval_s: float
+    start_s: float = TRIAL_START_S
+
+
+def model_key(trial: Trial) -> str:
+    """Trials that cost the same: the model and its options (seeds do not change the cost)."""
+    return "-".join(str(p) for p in (trial.model, trial.shortcut, "preact" if trial.preact else None) if p)
+
+
+def eval_images(suite: Suite) -> int:
+    full = EVAL_IMAGES.get(suite.data.split, 10_000)
+    return min(full, suite.data.eval_subset) if suite.data.eval_subset else full
+
+
+def measure_costs(suite: Suite, threads: int, seconds: float = MEASURE_S) -> dict[str, TrialCost]:
+    """Time each distinct model of `suite` on this machine's CPU, one after another, with the
+    trial's threads, precision, memory format and compilation, on a synthetic batch: training steps
+    for `seconds` (median step) after two untimed ones, and one evaluation batch."""
+    import torch
+
+    from benchmark.models import build_model
+    from benchmark.step import TrainStep, evaluate
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    costs: dict[str, TrialCost] = {}
+    try:
+        for trial in suite.trials():
+            key = model_key(trial)
+            if key in costs:
+                continue
+            started = time.perf_counter()
+            torch.manual_seed(0)
+            model = build_model(trial.model, **trial.model_options())
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)  # made-up data: a small lr
+            step = TrainStep(model, optimizer, "cpu", trial.precision, channels_last=trial.channels_last,
+                             compile=trial.compile)
+            batch = trial.recipe.batch_size
+            x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+            for _ in range(2 if not trial.compile else 4):  # allocation, and compilation if asked
+                step.step(x, y)
+            start_s = time.perf_counter() - started
+            times: list[float] = []
+            while sum(times) < seconds or len(times) < 3:
+                tick = time.perf_counter()
+                step.step(x, y)
+                times.append(time.perf_counter() - tick)
+            eval_batch = min(trial.eval_batch_size, 500)
+            images = torch.randn(eval_batch, 3, 32, 32)
+            tick = time.perf_counter()
+            evaluate(model, [(images, torch.zeros(eval_batch, dtype=torch.int64))], "cpu", trial.precision,
+                     trial.channels_last)
+            eval_per_image = (time.perf_counter() - tick) / eval_batch
+            costs[key] = TrialCost(step_s=statistics.median(times), eval_s=eval_per_image * eval_images(suite),
+                                   start_s=TRIAL_START_S + start_s)
+    finally:
+        torch.set_num_threads(before)
+    return costs
+
+
+# --------------------------------------------------------------------------------- plan
+
+
+def expected_seconds(trials: Sequence[Trial], costs: dict[str, TrialCost], iterations: int, eval_every: int,
+                     slots: int, overhead_s: float = SUITE_OVERHEAD_S) -> float:
+    """The suite's expected wall time: trials started in `trials`' order, each on the first of
+    `slots` lanes to come free (what Ray Tune does with a concurrency limit), plus the overhead."""
+    lanes = [0.0] * max(1, slots)
+    evaluations = math.ceil(iterations / eval_every)
+    for trial in trials:
+        cost = costs[model_key(trial)]
+        lane = lanes.index(min(lanes))
+        lanes[lane] += cost.start_s + iterations * cost.step_s + evaluations * cost.eval_s
+    return overhead_s + max(lanes)
+
+
+@dataclass(frozen=True)
+class Plan:
+    iterations: int
+    expected_s: float        # from now to the report, on this machine
+    budget_s: float
+    spent_s: float           # already spent when the plan was made (the measurement)
+    slots: int
+    costs: dict[str, TrialCost]
+    seconds_for: Callable[[int], float]  # expected seconds for another number of iterations
+
+
+def make_plan(trials: Sequence[Trial], costs: dict[str, TrialCost], budget_s: float, slots: int,
+              eval_every: int, spent_s: float = 0.0, overhead_s: float = SUITE_OVERHEAD_S) -> Plan:
+    """The most iterations (a multiple of `eval_every`) for which the suite is expected to end
+    within MARGIN of what is left of `budget_s`; a BudgetError names the smallest budget that
+    works when not even one evaluation interval fits."""
+    def seconds(n: int) -> float:
+        return expected_seconds(trials, costs, n, eval_every, slots, overhead_s)
+
+    target = MARGIN * (budget_s - spent_s)
+    if seconds(eval_every) > target:
+        smallest = spent_s + seconds(eval_every) / MARGIN
+        raise BudgetError(
+            f"--budget {budget_text(budget_s)}: too short for one evaluation interval ({eval_every} iterations) of "
+            f"the {len(trials)} trials on this machine; the smallest budget that works is {budget_text(smallest)}")
+    fastest = min(cost.step_s for cost in costs.values())
+    n = max(eval_every, int(target / fastest) // eval_every * eval_every)
+    while n > eval_every and seconds(n) > target:
+        # step down proportionally, then by single intervals near the answer
+        guess = int(n * target / seconds(n)) // eval_every * eval_every
+        n = guess if eval_every <= guess < n - eval_every else n - eval_every
+    return Plan(iterations=n, expected_s=seconds(n), budget_s=budget_s, spent_s=spent_s, slots=slots,
+                costs=costs, seconds_for=seconds)
+
+
+def scaled_recipe(recipe: Recipe, iterations: int) -> Recipe:
+    """`recipe` shortened to `iterations` with its drops at the same fractions of training:
+    `cifar10_he2015` becomes `cifar10_he2015_scaled` (50%, 75%); a recipe already given in
+    fractions keeps them."""
+    if recipe.schedule != "multistep":
+        raise BudgetError(f"--budget: recipe {recipe.name} drops its learning rate on plateaus; only a step "
+                          "schedule can be scaled to a length")
+    fractions = recipe.lr_milestone_fractions or tuple(m / recipe.max_steps for m in recipe.lr_milestones)
+    name = recipe.name if recipe.lr_milestone_fractions or recipe.name.endswith("_scaled") else f"{recipe.name}_scaled"
+    return Recipe.model_validate({**recipe.model_dump(), "name": name, "max_steps": iterations,
+                                  "lr_milestones": (), "lr_milestone_fractions": fractions})
+
+
+# --------------------------------------------------------------------------------- findings
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One measured comparison of Figure 6: `deep` against `shallow` (or residual against plain)
+    after `iterations` of the scaled recipe; `shown` when the final training error and the final
+    test error both came out the paper's way round."""
+
+    finding: str
+    baseline: str   # the model the paper's finding says is worse
+    better: str     # the model it says is better
+    iterations: int
+    shown: bool
+    train_gap: float  # baseline minus better, final training error, points (positive: the paper's way)
+    test_gap: float   # the same for the test error
+    source: str
+
+
+FINDINGS = {
+    "degradation": "a deeper plain net trains worse than a shallower one (Figures 1 and 6, left)",
+    "cure": "at the same depth, identity shortcuts train better than the plain net (Figure 6, middle)",
+    "deeper": "a deeper ResNet ends below a shallower one (Figure 6, middle; Table 6)",
+}
+
+# Measured on the 2-core development machine (AVX-512, bf16 autocast, JPEG CIFAR-10, one seed,
+# test error on a fixed 2,000-image subset), results committed under results/devbox-2cpu/.
+OBSERVATIONS: tuple[Observation, ...] = ()
+
+
+def pairs(models: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    """The (baseline, better) pairs of `models` that bear on each finding."""
+    from benchmark.models import model_info
+
+    infos = {m: model_info(m) for m in models}
+    plain = sorted((m for m in models if infos[m].kind == "plain"), key=lambda m: infos[m].depth)
+    residual = sorted((m for m in models if infos[m].kind == "residual"), key=lambda m: infos[m].depth)
+    return {
+        "degradation": [(deep, shallow) for i, shallow in enumerate(plain) for deep in plain[i + 1:]],
+        "cure": [(p, r) for p in plain for r in residual if infos[p].depth == infos[r].depth],
+        "deeper": [(shallow, deep) for i, shallow in enumerate(residual) for deep in residual[i + 1:]],
+    }
+
+
+def finding_lines(models: Sequence[str], iterations: int, seconds_for: Callable[[int], float],
+                  spent_s: float = 0.0, observations: Sequence[Observation] = OBSERVATIONS) -> list[str]:
+    """For each Figure 6 finding: whether `iterations` of the scaled recipe can show it with these
+    models, from `observations`, and what a finding that needs more iterations would take here."""
+    lines = []
+    for finding, claim in FINDINGS.items():
+        candidates = pairs(models)[finding]
+        if not candidates:
+            lines.append(f"{finding}: not in this suite ({claim})")
+            continue
+        verdicts = [_pair_verdict(finding, pair, iterations, seconds_for, spent_s, observations) for pair in candidates]
+        shown = [v for ok, v in verdicts if ok]
+        lines.append(f"{finding}: " + "; ".join(shown or [v for _, v in verdicts]))
+    return lines
+
+
+def _pair_verdict(finding: str, pair: tuple[str, str], iterations: int, seconds_for: Callable[[int], float],
+                  spent_s: float, observations: Sequence[Observation]) -> tuple[bool, str]:
+    baseline, better = pair
+    seen = sorted((o for o in observations if (o.finding, o.baseline, o.better) == (finding, baseline, better)),
+                  key=lambda o: o.iterations)
+    label = f"{better} below {baseline}"
+    if not seen:
+        return False, f"{label}: not measured yet with the scaled recipe"
+    shown_within = [o for o in seen if o.shown and o.iterations <= iterations]
+    failed_between = [o for o in seen if not o.shown and shown_within and shown_within[-1].iterations <= o.iterations <= iterations]
+    if shown_within and not failed_between:
+        o = shown_within[-1]
+        return True, f"{label}: expected (seen at {o.iterations:,} iterations: {o.train_gap:+.1f} train, {o.test_gap:+.1f} test points)"
+    later = [o for o in seen if o.shown and o.iterations > iterations]
+    missed = [o for o in seen if not o.shown and o.iterations <= iterations]
+    not_at = f", not at {missed[-1].iterations:,}" if missed else ""
+    if later:
+        need = later[0].iterations
+        return False, (f"{label}: needs more iterations (seen at {need:,}{not_at}; that is about "
+                       f"{duration(seconds_for(need))} here: --budget {budget_text((spent_s + seconds_for(need)) / MARGIN)})")
+    return False, f"{label}: not seen in measurements up to {seen[-1].iterations:,} iterations"
+
+
+# --------------------------------------------------------------------------------- the driver's step
+
+
+def plan_suite(suite: Suite, budget_s: float, folder: Path, slots: int, threads: int, strict: bool = False,
+               out: Callable[[str], None] = partial(print, flush=True)) -> Suite:
+    """`suite` with one number of iterations for every trial, sized to `budget_s` on this machine,
+    and its plan printed. A results folder that already holds the suite keeps the length it was
+    started with (a resumed run must continue the same trials), so nothing is measured then."""
+    from benchmark.hardware import fit_suite_precision, identify, peak_tflops, with_threads
+
+    started = time.monotonic()
+    if suite.resources.gpu > 0:
+        raise BudgetError("--budget sizes a CPU suite to this machine; this suite asks for a GPU "
+                          "(use --set resources.gpu=0, or run it without --budget)")
+    suite, note = fit_suite_precision(suite, strict)
+    if note:
+        out(note)
+    started_with = _recorded_iterations(suite, folder)
+    if started_with:
+        out(f"plan: {folder} was started with {started_with:,} iterations per trial; continuing those "
+            "(a new budget needs a new results folder: --results DIR)")
+        return suite.model_copy(update={"recipe": scaled_recipe(suite.recipe, started_with)})
+    hardware = with_threads(identify("cpu"), threads)
+    peak_tflops(hardware, "fp32")  # the probe, cached for the trials' rows (they never probe)
+    out(f"plan: measuring each model's training step for {MEASURE_S:.0f} s on {hardware.describe()} "
+        f"({suite.precision}{', channels-last' if suite.channels_last else ''}{', compiled' if suite.compile else ''})")
+    costs = measure_costs(suite, threads)
+    trials = execution_order(suite.trials(), slots)
+    plan = make_plan(trials, costs, budget_s, slots, suite.eval_every, spent_s=time.monotonic() - started)
+    planned = suite.model_copy(update={"recipe": scaled_recipe(suite.recipe, plan.iterations)})
+    for line in describe(planned, plan):
+        out(line)
+    return planned
+
+
+def execution_order(trials: list[Trial], slots: int) -> list[Trial]:
+    """The order the fleet starts trials in: the Ray executor's, costliest (steps x depth) first;
+    one at a time (the local executor), the suite's order."""
+    from benchmark.fleet.recorder import trial_work
+
+    return sorted(trials, key=trial_work, reverse=True) if slots > 1 else list(trials)
+
+
+def _recorded_iterations(suite: Suite, folder: Path) -> int | None:
+    """The iterations the suite's trials were registered with in `folder`, if it holds any (a
+    damaged trial file is left for the fleet's checks to name)."""
+    for trial in suite.trials():
+        try:
+            stored = json.loads((folder / "trials" / f"{trial.trial_id}.json").read_text())
+            return int(stored["trial"]["recipe"]["max_steps"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def describe(suite: Suite, plan: Plan) -> list[str]:
+    """The plan as printed before training."""
+    trials = suite.trials()
+    recipe = suite.recipe
+    drops = " and ".join(f"{m:,}" for m in recipe.milestones())
+    speeds = ", ".join(f"{key} {cost.step_s:.2f}" for key, cost in plan.costs.items())
+    evals = math.ceil(plan.iterations / suite.eval_every)
+    eval_s = max(cost.eval_s for cost in plan.costs.values())
+    paper = " and ".join(f"{m // 1000}k" for m in CIFAR10_HE2015.lr_milestones)
+    lines = [
+        f"plan: {len(trials)} trials, {plan.slots} at a time; seconds per training step here: {speeds}",
+        f"plan: {plan.iterations:,} iterations per trial, {evals} evaluations (up to {eval_s:.1f} s each); "
+        f"recipe {recipe.name}: lr {recipe.lr:g}, divided by {1 / recipe.lr_decay:g} at {drops} "
+        f"(the paper's {paper} of {CIFAR10_HE2015.max_steps // 1000}k, scaled)",
+        f"plan: expected {duration(plan.spent_s + plan.expected_s)} on this machine, budget {budget_text(plan.budget_s)}",
+        "plan: Figure 6 findings at this length (measured with the scaled recipe, see README):",
+    ]
+    models = list(dict.fromkeys(t.model for t in trials))
+    lines += [f"  {line}" for line in finding_lines(models, plan.iterations, plan.seconds_for, plan.spent_s)]
+    return lines
