@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "benchmark.data.cli",        # data ...
     "benchmark.report.cli",      # report, analyze
     "benchmark.profile_cli",     # profile
+    "benchmark.hardware_cli",    # hardware
 )
 
 

@@ -63,6 +63,11 @@ GPU_PEAK_TFLOPS: tuple[tuple[tuple[str, ...], dict[str, float]], ...] = (
 # CPU flags (Linux /proc/cpuinfo) that mean bf16 arithmetic in hardware: x86 AVX512-BF16 (Cooper
 # Lake, Sapphire Rapids, Zen 4 and later) or AMX-BF16; Arm's BF16 extension (Neoverse V1/N2 and later).
 NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
+# oneDNN's ISA caps (ONEDNN_MAX_CPU_ISA) at or above its first with bf16 instructions (oneDNN docs,
+# "CPU dispatcher control"): below them, bf16 convolutions fall back to slow reference code.
+ONEDNN_BF16_ISAS = {"ALL", "DEFAULT", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX",
+                    "AVX512_CORE_AMX_FP16", "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512",
+                    "AVX10_2_512_AMX_2"}
 # Environment variables that change which kernels run, so a peak measured under one of them is
 # not the peak of the other: ATen's dispatch level and oneDNN's (the convolutions') ISA cap.
 KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
@@ -130,14 +135,21 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-def native_cpu_bf16(capability: str, flags: frozenset[str] | set[str]) -> bool:
-    """Whether bf16 runs in hardware here: the CPU has bf16 instructions, and (x86) torch
-    dispatches AVX-512 kernels, which is where they are used. `ATEN_CPU_CAPABILITY=avx2` on an
-    AVX-512 machine therefore counts as no native bf16, like the AVX2 machines it imitates."""
+def native_cpu_bf16(flags: frozenset[str] | set[str], onednn_max_isa: str | None = None) -> bool:
+    """Whether bf16 runs in hardware here: the CPU has bf16 instructions, and oneDNN (which runs the
+    convolutions) may use them. Measured on the AVX-512 development machine, ResNet-20's bf16 step
+    ran 9-19x slower than fp32 under `ONEDNN_MAX_CPU_ISA=AVX2` (oneDNN then has no bf16 kernel and
+    falls back to reference code, as on the AVX2-only EPYC of issue 13), while
+    `ATEN_CPU_CAPABILITY=avx2` alone left bf16 fast; so the oneDNN cap counts, torch's capability not.
+    """
     if not NATIVE_BF16_FLAGS & set(flags):
         return False
     x86 = bool({"avx2", "avx512f", "sse2"} & set(flags))
-    return capability.upper().startswith("AVX512") if x86 else True
+    return not x86 or not onednn_max_isa or onednn_max_isa.upper() in ONEDNN_BF16_ISAS
+
+
+def onednn_max_isa() -> str | None:
+    return os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
 
 
 def cores() -> int:
@@ -184,7 +196,7 @@ def identify(device: torch.device | str) -> Hardware:
             driver=nvidia_driver(), cuda_version=torch.version.cuda or "", tf32=tf32_state(), kernel_env=env,
         )
     return Hardware(kind=device.type, name=model, cpu_model=model, cores=cores(), cpu_capability=capability,
-                    native_bf16=native_cpu_bf16(capability, cpu_flags()), threads=torch.get_num_threads(),
+                    native_bf16=native_cpu_bf16(cpu_flags(), onednn_max_isa()), threads=torch.get_num_threads(),
                     kernel_env=env)
 
 

@@ -37,24 +37,26 @@ def test_this_machine_is_identified_consistently() -> None:
     identity = hardware.identify("cpu")
     assert identity.cpu_capability == torch.backends.cpu.get_cpu_capability()
     assert identity.cpu_capability in {"DEFAULT", "NO AVX", "AVX2", "AVX512", "ZVECTOR", "VSX", "SVE256"}
-    assert identity.native_bf16 == hardware.native_cpu_bf16(identity.cpu_capability, hardware.cpu_flags())
+    assert identity.native_bf16 == hardware.native_cpu_bf16(hardware.cpu_flags(), hardware.onednn_max_isa())
     assert identity.cores >= 1 and identity.threads == torch.get_num_threads()
     line = identity.describe()
     assert line.startswith("cpu: ") and f"{identity.cores} cores" in line and identity.cpu_capability in line
     assert set(identity.columns()) == set(hardware.IDENTITY_COLUMNS)
 
 
-@pytest.mark.parametrize(("capability", "flags", "native"), [
-    ("AVX512", {"avx2", "avx512f", "avx512_bf16"}, True),      # Zen 4, Cooper Lake and later
-    ("AVX512", {"avx2", "avx512f", "amx_bf16"}, True),         # Sapphire Rapids
-    ("AVX512", {"avx2", "avx512f"}, False),                    # Skylake-SP: AVX-512 without bf16
-    ("AVX2", {"avx2"}, False),                                 # the AVX2-only EPYC of issue 13
-    ("AVX2", {"avx2", "avx512f", "avx512_bf16"}, False),       # ATEN_CPU_CAPABILITY=avx2 on a bf16 machine
-    ("DEFAULT", {"fp", "asimd", "bf16"}, True),                # Arm with the BF16 extension
-    ("DEFAULT", {"fp", "asimd"}, False),
+@pytest.mark.parametrize(("flags", "onednn_max_isa", "native"), [
+    ({"avx2", "avx512f", "avx512_bf16"}, None, True),                # Zen 4, Cooper Lake and later
+    ({"avx2", "avx512f", "amx_bf16"}, None, True),                   # Sapphire Rapids
+    ({"avx2", "avx512f"}, None, False),                              # Skylake-SP: AVX-512 without bf16
+    ({"avx2"}, None, False),                                         # the AVX2-only EPYC of issue 13
+    ({"avx2", "avx512f", "avx512_bf16"}, "AVX2", False),             # oneDNN capped to AVX2 on a bf16 machine
+    ({"avx2", "avx512f", "avx512_bf16"}, "avx512_core", False),      # capped below its bf16 kernels
+    ({"avx2", "avx512f", "avx512_bf16"}, "AVX512_CORE_BF16", True),
+    ({"fp", "asimd", "bf16"}, None, True),                           # Arm with the BF16 extension
+    ({"fp", "asimd"}, None, False),
 ])
-def test_native_bf16_from_capability_and_flags(capability: str, flags: set[str], native: bool) -> None:
-    assert hardware.native_cpu_bf16(capability, flags) is native
+def test_native_bf16_from_flags_and_onednn_cap(flags: set[str], onednn_max_isa: str | None, native: bool) -> None:
+    assert hardware.native_cpu_bf16(flags, onednn_max_isa) is native
 
 
 def test_bf16_without_native_support_becomes_fp32_with_one_line_or_an_error_when_strict() -> None:
@@ -161,3 +163,9 @@ def test_profile_measures_fp32_instead_of_emulated_bf16(tmp_path: Path, avx2_mac
         rows = list(csv.DictReader(handle))
     assert [r["precision"] for r in rows] == ["fp32"]  # bf16 became fp32, measured once
     assert rows[0]["cpu_capability"] == "AVX2" and rows[0]["native_bf16"] == "false"
+
+
+def test_the_hardware_command_names_the_fast_path(avx2_machine: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["hardware"]) == 0
+    out = capsys.readouterr().out
+    assert AVX2.describe() in out and "fast path: fp32" in out and "bf16 would be emulated" in out
