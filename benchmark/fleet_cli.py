@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--budget", default=None, metavar="DURATION",
                      help="a CPU suite sized by time: measure each model's step here, then train every trial for one "
                      "number of iterations (the recipe's drops scaled) so the suite ends within DURATION, e.g. 30m, 1h")
+    run.add_argument("--plan-only", action="store_true", help="with --budget: print the plan and stop before training")
     run.add_argument("--strict", action="store_true",
                      help="bf16 on a CPU without native bf16 is an error (default: fp32 instead, said in one line)")
     run.set_defaults(func=cmd_run)
@@ -85,8 +86,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.fleet.progress import console_view
 
     suite = load_suite(args.suite, _overrides(args), smoke=args.smoke)
+    if args.plan_only and not args.budget:
+        raise BenchmarkError("--plan-only prints the plan of a --budget; give --budget DURATION")
     if args.budget:
         suite = _planned(suite, args)
+        if args.plan_only:
+            return 0
     # SIGTERM (a scheduler, `kill`) stops the fleet like Ctrl-C: running trials are marked
     # interrupted and every Ray process this run started is stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

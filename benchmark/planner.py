@@ -97,9 +97,11 @@ def eval_images(suite: Suite) -> int:
 
 
 def measure_costs(suite: Suite, threads: int, seconds: float = MEASURE_S) -> dict[str, TrialCost]:
-    """Time each distinct model of `suite` on this machine's CPU, one after another, with the
-    trial's threads, precision, memory format and compilation, on a synthetic batch: training steps
-    for `seconds` (median step) after two untimed ones, and one evaluation batch."""
+    """Time each distinct model of `suite` on this machine's CPU with the trial's threads, precision,
+    memory format and compilation, on a synthetic batch: two untimed steps (allocation; more when
+    compiling), then training steps in alternating rounds, one step of each model per round, for
+    about `seconds` per model (so that other users' bursts of load hit every model alike), the
+    median step each; and one evaluation batch."""
     import torch
 
     from benchmark.models import build_model
@@ -107,36 +109,37 @@ def measure_costs(suite: Suite, threads: int, seconds: float = MEASURE_S) -> dic
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    costs: dict[str, TrialCost] = {}
     try:
+        steps, starts, examples = {}, {}, {}
         for trial in suite.trials():
             key = model_key(trial)
-            if key in costs:
+            if key in steps:
                 continue
             started = time.perf_counter()
             torch.manual_seed(0)
             model = build_model(trial.model, **trial.model_options())
             optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)  # made-up data: a small lr
-            step = TrainStep(model, optimizer, "cpu", trial.precision, channels_last=trial.channels_last,
-                             compile=trial.compile)
-            batch = trial.recipe.batch_size
-            x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
-            for _ in range(2 if not trial.compile else 4):  # allocation, and compilation if asked
-                step.step(x, y)
-            start_s = time.perf_counter() - started
-            times: list[float] = []
-            while sum(times) < seconds or len(times) < 3:
+            steps[key] = TrainStep(model, optimizer, "cpu", trial.precision, channels_last=trial.channels_last,
+                                   compile=trial.compile)
+            batch = (torch.randn(trial.recipe.batch_size, 3, 32, 32), torch.randint(0, 10, (trial.recipe.batch_size,)))
+            for _ in range(4 if trial.compile else 2):  # allocation, and compilation if asked
+                steps[key].step(*batch)
+            starts[key], examples[key] = time.perf_counter() - started, (trial, batch)
+        times: dict[str, list[float]] = {key: [] for key in steps}
+        while min(len(t) for t in times.values()) < 3 or sum(map(sum, times.values())) < seconds * len(steps):
+            for key, step in steps.items():
                 tick = time.perf_counter()
-                step.step(x, y)
-                times.append(time.perf_counter() - tick)
-            eval_batch = min(trial.eval_batch_size, 500)
-            images = torch.randn(eval_batch, 3, 32, 32)
+                step.step(*examples[key][1])
+                times[key].append(time.perf_counter() - tick)
+        costs = {}
+        for key, step in steps.items():
+            trial = examples[key][0]
+            images = torch.randn(min(trial.eval_batch_size, 500), 3, 32, 32)
             tick = time.perf_counter()
-            evaluate(model, [(images, torch.zeros(eval_batch, dtype=torch.int64))], "cpu", trial.precision,
+            evaluate(step.model, [(images, torch.zeros(len(images), dtype=torch.int64))], "cpu", trial.precision,
                      trial.channels_last)
-            eval_per_image = (time.perf_counter() - tick) / eval_batch
-            costs[key] = TrialCost(step_s=statistics.median(times), eval_s=eval_per_image * eval_images(suite),
-                                   start_s=TRIAL_START_S + start_s)
+            eval_s = (time.perf_counter() - tick) / len(images) * eval_images(suite)
+            costs[key] = TrialCost(step_s=statistics.median(times[key]), eval_s=eval_s, start_s=TRIAL_START_S + starts[key])
     finally:
         torch.set_num_threads(before)
     return costs
@@ -261,32 +264,36 @@ def finding_lines(models: Sequence[str], iterations: int, seconds_for: Callable[
             lines.append(f"{finding}: not in this suite ({claim})")
             continue
         verdicts = [_pair_verdict(finding, pair, iterations, seconds_for, spent_s, observations) for pair in candidates]
-        shown = [v for ok, v in verdicts if ok]
-        lines.append(f"{finding}: " + "; ".join(shown or [v for _, v in verdicts]))
+        shown = [text for state, text in verdicts if state == "shown"]
+        later = [text for state, text in verdicts if state == "later"]
+        if shown or later:
+            lines.append(f"{finding}: " + "; ".join(shown or later))
+        else:
+            compared = ", ".join(f"{better} vs {baseline}" for baseline, better in candidates)
+            lines.append(f"{finding}: not seen in the measurements of the scaled recipe so far ({compared})")
     return lines
 
 
 def _pair_verdict(finding: str, pair: tuple[str, str], iterations: int, seconds_for: Callable[[int], float],
-                  spent_s: float, observations: Sequence[Observation]) -> tuple[bool, str]:
+                  spent_s: float, observations: Sequence[Observation]) -> tuple[str, str]:
+    """("shown" | "later" | "unknown", text) for one pair of models."""
     baseline, better = pair
     seen = sorted((o for o in observations if (o.finding, o.baseline, o.better) == (finding, baseline, better)),
                   key=lambda o: o.iterations)
     label = f"{better} below {baseline}"
-    if not seen:
-        return False, f"{label}: not measured yet with the scaled recipe"
     shown_within = [o for o in seen if o.shown and o.iterations <= iterations]
-    failed_between = [o for o in seen if not o.shown and shown_within and shown_within[-1].iterations <= o.iterations <= iterations]
-    if shown_within and not failed_between:
+    failed_after = [o for o in seen if not o.shown and shown_within and shown_within[-1].iterations <= o.iterations <= iterations]
+    if shown_within and not failed_after:
         o = shown_within[-1]
-        return True, f"{label}: expected (seen at {o.iterations:,} iterations: {o.train_gap:+.1f} train, {o.test_gap:+.1f} test points)"
+        return "shown", f"{label}: expected (seen at {o.iterations:,} iterations: {o.train_gap:+.1f} points of training error, {o.test_gap:+.1f} of test error)"
     later = [o for o in seen if o.shown and o.iterations > iterations]
     missed = [o for o in seen if not o.shown and o.iterations <= iterations]
     not_at = f", not at {missed[-1].iterations:,}" if missed else ""
     if later:
         need = later[0].iterations
-        return False, (f"{label}: needs more iterations (seen at {need:,}{not_at}; that is about "
-                       f"{duration(seconds_for(need))} here: --budget {budget_text((spent_s + seconds_for(need)) / MARGIN)})")
-    return False, f"{label}: not seen in measurements up to {seen[-1].iterations:,} iterations"
+        return "later", (f"{label}: needs more iterations (seen at {need:,}{not_at}; that is about "
+                         f"{duration(seconds_for(need))} here: --budget {budget_text((spent_s + seconds_for(need)) / MARGIN)})")
+    return "unknown", f"{label}: not seen up to {seen[-1].iterations:,} iterations" if seen else label
 
 
 # --------------------------------------------------------------------------------- the driver's step

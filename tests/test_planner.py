@@ -134,7 +134,7 @@ def test_findings_say_what_the_length_shows_and_what_more_would_take() -> None:
                                   observations=observed)
     text = "\n".join(lines)
     assert lines[0].startswith("degradation: plain20 below plain56: expected (seen at 1,000 iterations")
-    assert lines[1].startswith("cure: ") and "resnet56 below plain56: not measured yet" in lines[1]
+    assert lines[1] == "cure: not seen in the measurements of the scaled recipe so far (resnet20 vs plain20, resnet56 vs plain56)"
     assert lines[2].startswith("deeper: resnet56 below resnet20: needs more iterations (seen at 3,000, not at 1,000")
     assert "about 30m00s here: --budget 34m" in text  # 3,000 x 0.6 s, within the planning margin
     longer = planner.finding_lines(["resnet20", "resnet56"], 3000, lambda n: n, observations=observed)
@@ -156,7 +156,17 @@ def test_run_budget_plans_from_measured_costs_and_prints_the_plan(
     assert seen["suite"].recipe.milestones() == (iterations // 2, iterations * 3 // 4)
 
 
+def test_plan_only_prints_the_plan_and_trains_nothing(suite_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(planner, "measure_costs", lambda suite, threads: COSTS)
+    monkeypatch.setattr("benchmark.hardware.peak_tflops", lambda *args, **kwargs: 0.1)
+    assert main(["run", str(suite_path), "--budget", "1h", "--plan-only", "--results", str(tmp_path / "results")]) == 0
+    assert "iterations per trial" in capsys.readouterr().out
+    assert not (tmp_path / "results").exists()
+
+
 @pytest.mark.parametrize(("extra", "message"), [
+    (["--plan-only"], "--plan-only prints the plan of a --budget"),
     (["--budget", "1m"], "the smallest budget that works is"),
     (["--budget", "soon"], "expected a duration"),
     (["--budget", "30m", "--set", "resources.gpu=0.5"], "this suite asks for a GPU"),
