@@ -105,7 +105,9 @@ class Hardware:
     def columns(self) -> dict[str, str]:
         """The IDENTITY_COLUMNS of a table row, as text."""
         return {
-            "device_kind": self.kind, "device_name": self.name, "cpu_model": self.cpu_model,
+            # kernels capped by environment variables are another device for the tables' purposes
+            "device_kind": self.kind, "device_name": self.name + "".join(f" [{k}={v}]" for k, v in self.kernel_env),
+            "cpu_model": self.cpu_model,
             "cores": str(self.cores), "cpu_capability": self.cpu_capability,
             "native_bf16": str(self.native_bf16).lower(),
             "device_memory_gb": f"{self.memory_gb:.1f}" if self.memory_gb else "",

@@ -186,3 +186,15 @@ def test_the_live_table_names_every_column() -> None:
     text = console.export_text()
     assert "resnet56-A-s0" in text and "300/2,100" in text and "281" in text and "61.25%" in text
     assert "63.40% (val)" in text and "pending" in text and "ETA 21m10s" in text
+
+
+def test_the_recorder_pickles_without_its_view_and_open_writers(tmp_path: Path) -> None:
+    """Ray Tune saves its stopper, which holds the recorder, with the experiment state."""
+    import pickle
+
+    suite = load_suite(tiny_suite(tmp_path))
+    recorder = FleetRecorder(ResultsWriter(tmp_path / "results"), suite.trials(), view=LiveView())
+    recorder.curves.add("resnet20-A-s0", {"step": 4, "train_error": 50.0})
+    copy = pickle.loads(pickle.dumps(recorder))
+    assert copy.view is None and copy.shown["resnet20-A-s0"].max_steps == 8
+    recorder.close()

@@ -24,6 +24,11 @@ class TrainingCurves:
         self.folder = Path(results_folder) / CURVES_DIR
         self._writers: dict[str, Any] = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray Tune saves its stopper, which reaches the recorder and so this object, with its
+        # experiment state: open writers (a thread, a lock) stay behind and reopen when next used.
+        return {"folder": self.folder, "_writers": {}}
+
     def start_attempt(self, trial_id: str, start_step: int) -> None:
         """A new attempt of the trial begins at `start_step`: later points of earlier ones are hidden."""
         self._close(trial_id)

@@ -50,6 +50,11 @@ class FleetRecorder:
         self.curves = TrainingCurves(writer.folder)  # TensorBoard event files, beside the tables
         self._show()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray Tune pickles its stopper, which reaches this recorder, into its experiment state: the
+        # terminal's live view lives only in this process.
+        return {**self.__dict__, "view": None}
+
     def _written_step(self, trial_id: str) -> int:
         return max(self.writer.last_step.get(trial_id, 0), 0)
 
