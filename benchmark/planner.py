@@ -35,9 +35,11 @@ if TYPE_CHECKING:
     from benchmark.spec import Suite, Trial
 
 MARGIN = 0.9  # plan for 90% of what is left of the budget: trials side by side contend for memory bandwidth
-# Start-up and wrap-up that do not scale with iterations (measured on the 2-core development machine:
-# Ray's start and the data's decoding about 30 s, the report about 20 s) and each trial's start
-# (its Ray worker, model and loaders).
+# Start-up and wrap-up that do not scale with iterations, and each trial's start (its Ray worker,
+# model and loaders), rounded up from the 2-core development machine: the committed 1,200-iteration
+# run took 21m21s for trials that spanned 21m08s (Ray's start, the data and the report: 13 s), each
+# trial's first step came 1-3 s after its start; with the machine loaded (load average 25) Ray's
+# start alone took 35 s.
 SUITE_OVERHEAD_S = 60.0
 TRIAL_START_S = 10.0
 MEASURE_S = 3.0  # timed seconds of training steps per model
@@ -237,6 +239,27 @@ FINDINGS = {
 # Measured on the 2-core development machine (AVX-512, bf16 autocast, JPEG CIFAR-10, one seed,
 # test error on a fixed 2,000-image subset), results committed under results/devbox-2cpu/.
 OBSERVATIONS: tuple[Observation, ...] = ()
+
+
+def observe(results_dir: Path) -> list[Observation]:
+    """The Observations a finished run of the scaled recipe makes (how OBSERVATIONS were written):
+    for each pair of its completed trials that bears on a finding (one seed: the first), the gaps
+    in final training error (the mean over the last evaluation interval) and final test error."""
+    import csv
+
+    with (Path(results_dir) / "runs.csv").open(newline="") as handle:
+        runs = [row for row in csv.DictReader(handle) if row["status"] == "completed" and row["recipe"].endswith("_scaled")]
+    final: dict[str, tuple[float, float, int]] = {}
+    for row in sorted(runs, key=lambda r: int(r["seed"])):
+        final.setdefault(row["model"], (float(row["final_train_error"]), float(row["final_eval_error"]),
+                                        int(float(row["recipe_max_steps"]))))
+    observed = []
+    for finding, candidates in pairs(list(final)).items():
+        for baseline, better in candidates:
+            (train_b, test_b, steps), (train_g, test_g, _) = final[baseline], final[better]
+            observed.append(Observation(finding, baseline, better, steps, train_b > train_g and test_b > test_g,
+                                        round(train_b - train_g, 1), round(test_b - test_g, 1), str(results_dir)))
+    return observed
 
 
 def pairs(models: Sequence[str]) -> dict[str, list[tuple[str, str]]]:

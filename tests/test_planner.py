@@ -198,3 +198,20 @@ def test_a_started_results_folder_keeps_its_length(suite_path: Path, tmp_path: P
     planned = planner.plan_suite(suite, 600, folder, slots=2, threads=1, out=lines.append)
     assert planned.recipe.max_steps == 1700 and planned.recipe.milestones() == (850, 1275)
     assert "was started with 1,700 iterations" in lines[-1]
+
+
+def test_observations_are_read_from_a_finished_run_of_the_scaled_recipe(tmp_path: Path) -> None:
+    rows = [  # model, final train error, final test error
+        ("plain20", 30.0, 35.0), ("plain56", 60.0, 58.0), ("resnet20", 25.0, 31.0), ("resnet56", 24.0, 31.5),
+    ]
+    lines = ["trial_id,model,seed,status,recipe,recipe_max_steps,final_train_error,final_eval_error"]
+    lines += [f"{m}-s0,{m},0,completed,cifar10_he2015_scaled,2100,{train},{test}" for m, train, test in rows]
+    lines.append("resnet32-A-s0,resnet32,0,running,cifar10_he2015_scaled,2100,20.0,20.0")  # unfinished: left out
+    (tmp_path / "runs.csv").write_text("\n".join(lines) + "\n")
+    observed = {(o.finding, o.baseline, o.better): o for o in planner.observe(tmp_path)}
+    assert set(observed) == {("degradation", "plain56", "plain20"), ("cure", "plain20", "resnet20"),
+                             ("cure", "plain56", "resnet56"), ("deeper", "resnet20", "resnet56")}
+    degradation = observed[("degradation", "plain56", "plain20")]
+    assert degradation.shown and (degradation.train_gap, degradation.test_gap, degradation.iterations) == (30.0, 23.0, 2100)
+    deeper = observed[("deeper", "resnet20", "resnet56")]
+    assert not deeper.shown and (deeper.train_gap, deeper.test_gap) == (1.0, -0.5)  # test error says otherwise
