@@ -9,10 +9,8 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
-import yaml
-
 from benchmark.errors import BenchmarkError
-from benchmark.spec import Suite, load_suite
+from benchmark.spec import Suite, load_suite, read_yaml
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,10 +54,10 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 def is_profile_config(path: Path) -> bool:
     """A `profile` grid (models × batch_sizes × ...) rather than a training suite (which has a grid)."""
     try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        raw = read_yaml(path)  # bounded and safe, like every suite file
+    except BenchmarkError:
         return False  # let the suite loader report it
-    return isinstance(raw, dict) and "batch_sizes" in raw and "grid" not in raw
+    return "batch_sizes" in raw and "grid" not in raw
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -109,6 +107,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         from benchmark.report import build_report  # imported here: pandas and seaborn are slow to import
 
         print(f"report: {build_report(folder, args.reports / suite.name)}")
+    from benchmark.report.scorecard import print_scorecard  # the paper's claims, judged on what just ran
+
+    print_scorecard(folder)
     return 1 if "failed" in statuses.values() else 0
 
 

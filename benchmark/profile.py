@@ -32,13 +32,13 @@ from itertools import product
 from pathlib import Path
 
 import torch
-import yaml
 
-from benchmark.errors import ModelError, ResultsError, SuiteError
-from benchmark.models import build_model, count_multiply_adds, model_info
 from benchmark import hardware
+from benchmark.errors import ModelError, ResultsError, SuiteError
 from benchmark.hardware import IDENTITY_COLUMNS as HARDWARE_COLUMNS
+from benchmark.models import build_model, count_multiply_adds, model_info
 from benchmark.provenance import git_commit
+from benchmark.spec import read_yaml
 from benchmark.step import PRECISIONS, TrainStep, autocast, autocast_dtype, compile_mode, memory_format
 
 # The device's identity (benchmark/hardware.py) and the software, the same in packing.csv.
@@ -97,14 +97,7 @@ def validate(config: ProfileConfig, where: str = "profile") -> ProfileConfig:
 
 def load_config(path: Path) -> ProfileConfig:
     """Read a profile YAML (suites/throughput.yaml); unknown keys and bad values are one-line errors."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as exc:
-        raise SuiteError(f"{path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise SuiteError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise SuiteError(f"{path}: expected a mapping of keys, got {type(raw).__name__}")
+    raw = read_yaml(Path(path))  # the suites' bounded, safe loader: one line for any bad file
     fields = {f.name for f in dataclasses.fields(ProfileConfig)}
     values = {}
     for key, value in raw.items():

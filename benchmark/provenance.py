@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import platform
+import shutil
 import socket
 import subprocess
 from dataclasses import dataclass
@@ -48,9 +49,11 @@ class CodeVersion:
     package_hash: str  # the package's own files, as shipped to every node; trials check it
 
 
-def code_version(package_dir: Path = PACKAGE_DIR) -> CodeVersion:
+def code_version(package_dir: Path = PACKAGE_DIR, shipped: Path | None = None) -> CodeVersion:
+    """The code of `package_dir`'s checkout; `shipped`: the copy of the package the trials will
+    run (`snapshot_package`), whose files the package hash is taken of."""
     commit = git_commit(package_dir)
-    files = package_hash(package_dir)
+    files = package_hash(shipped or package_dir)
     if not commit:
         return CodeVersion("", f"package:{files}", files)
     try:
@@ -65,6 +68,12 @@ def code_version(package_dir: Path = PACKAGE_DIR) -> CodeVersion:
     base = commit.removesuffix("-dirty")
     dirty = bool(changes) or any(untracked)
     return CodeVersion(commit, f"{base}+{digest.hexdigest()[:12]}" if dirty else base, files)
+
+
+def snapshot_package(parent: Path, package_dir: Path = PACKAGE_DIR) -> Path:
+    """Copy the package (without caches) into `parent`: what a run ships to its trials, frozen at
+    its start, so that editing the checkout during a long suite cannot reach a trial's retry."""
+    return Path(shutil.copytree(package_dir, parent / package_dir.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")))
 
 
 def package_hash(package_dir: Path = PACKAGE_DIR) -> str:

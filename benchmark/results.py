@@ -40,9 +40,9 @@ METRIC_COLUMNS = (
 
 RUN_COLUMNS = (
     "trial_id", "suite", "model", "family", "kind", "depth", "shortcut", "preact", "seed", "status",
-    "steps", "final_train_error", "final_eval_error", "final_eval_top5_error", "final_eval_loss",
+    "steps", "start_step", "final_train_error", "final_eval_error", "final_eval_top5_error", "final_eval_loss",
     "eval_split", "eval_ten_crop", "images_per_s", "wall_s", "dataset", "data_source", "data_fingerprint", "split",
-    "loader", "precision", "channels_last", "compile", *RECIPE_COLUMNS, "device", *RUN_HARDWARE_COLUMNS, "node",
+    "loader", "precision", "channels_last", "compile", "eval_every", *RECIPE_COLUMNS, "device", *RUN_HARDWARE_COLUMNS, "node",
     "git_commit", "code_version", "allowed_changes", "torch_version", "torchvision_version", "numpy_version",
     "ray_version", "ffcv_version", "cuda_version", "python_version", "hostname", "storage", "checkpoint",
     "started_at", "finished_at", "error",

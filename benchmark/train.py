@@ -114,7 +114,10 @@ def train_trial(
 
     if threads:
         torch.set_num_threads(threads)
-    device = pick_device(trial)
+    try:
+        device = pick_device(trial)
+    except BenchmarkError as exc:  # a node without the GPU it was promised
+        raise BenchmarkError(f"node {session.node}: {exc}") from None
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # input shapes are fixed: let cuDNN pick the fastest kernels
     seed_everything(trial.seed)

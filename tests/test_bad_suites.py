@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,38 @@ CASES = [
     ("GPU requested where there is none", GOOD + "resources: {cpu: 1, gpu: 1}\n", [], ["resources.gpu", "0"]),
     ("fp16 on the CPU", GOOD + "precision: fp16\n", [], ["precision", "fp16"]),
     ("10-crop testing on CIFAR-10", GOOD + "eval_ten_crop: true\n", [], ["eval_ten_crop", "imagenet"]),
+    ("duplicate key", GOOD + "eval_every: 4\n", [], ["duplicate key 'eval_every'", "line 6"]),
+    ("duplicate model", GOOD.replace("[resnet20]", "[resnet20, plain20, resnet20]"), [], ["grid.model", "'resnet20' appears 2 times"]),
+    ("a boolean step count", GOOD.replace("max_steps: 4", "max_steps: true"), [], ["recipe.max_steps", "valid integer", "True"]),
+    ("an infinite learning rate", GOOD.replace("max_steps: 4", "max_steps: 4, lr: .inf"), [], ["recipe.lr", "finite"]),
+    ("infinite CPUs", GOOD + "resources: {cpu: .inf}\n", [], ["resources.cpu", "finite"]),
+    ("a bad custom resource", GOOD + "resources: {cpu: 1, custom: {GPU: 1}}\n", [], ["resources.custom", "'GPU'"]),
+    ("a GPU count no trial can use", GOOD + "resources: {cpu: 1, gpu: 2}\n", [], ["resources.gpu", "2"]),
 ]
+
+# A "billion laughs": nine levels of nine aliases expand to 9**9 strings.
+ALIAS_BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))
+
+
+@pytest.mark.parametrize("case, text, words", [
+    ("alias bomb in a free-text field", ALIAS_BOMB + GOOD.replace("name: bad", "name: bad\ndescription: *i"),
+     ["more than 50,000 values once aliases are expanded"]),
+    ("an alias that contains itself", GOOD + "description: &loop [*loop]\n", ["an alias refers to a value that contains it"]),
+    ("a 20 MB seeds list", GOOD + "seeds: [" + ", ".join(map(str, range(2_500_000))) + "]\n", ["bytes; a suite file is at most 256 KiB"]),
+    ("ten thousand and more trials", GOOD + "seeds: [" + ", ".join(map(str, range(10_001))) + "]\n", ["expand to 10,001 trials"]),
+], ids=lambda value: value if isinstance(value, str) and len(value) < 40 else None)
+def test_hostile_suite_files_are_refused_within_seconds(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        case: str, text: str, words: list[str]) -> None:
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    started = time.monotonic()
+    assert main(["validate", str(path)]) == 2
+    assert time.monotonic() - started < 30  # today's limits make it milliseconds; the old loader took minutes
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(path) in err, err
+    for word in words:
+        assert word in err, f"{word!r} not in {err!r}"
 
 
 @pytest.mark.parametrize("case, text, extra, words", CASES, ids=[c[0] for c in CASES])

@@ -85,7 +85,7 @@ def test_the_shipped_config_is_valid() -> None:
         ("models: [resnet20]\nbatch_size: [128]\n", "unknown key 'batch_size'"),
         ("models: [resnet20]\nchannels_last: maybe\n", "channels_last must be"),
         ("models: [resnet20]\nwarmup: -1\n", "warmup -1"),
-        ("models: [resnet20\n", "not valid YAML"),
+        ("models: [resnet20\n", "YAML syntax error"),
         ("- resnet20\n", "expected a mapping"),
     ],
 )

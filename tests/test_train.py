@@ -107,3 +107,19 @@ def test_warm_up_inside_a_trial(tmp_path: Path, until_error: float, max_warmup: 
     assert [row["lr"] for row in rows] == pytest.approx(lrs)
     # The warm-up checks read the step's metrics too; each row still reports its whole interval.
     assert all(0 <= row["train_error"] <= 100 and math.isfinite(row["train_loss"]) for row in rows)
+
+
+def test_a_node_without_the_data_fails_its_trial_in_one_line_naming_the_node(tmp_path: Path) -> None:
+    from benchmark.errors import DataError
+
+    suite = tmp_path / "imagenet.yaml"
+    suite.write_text(f"""
+data: {{dataset: imagenet, source: folder, split: val, root: {tmp_path / 'imagenet'}}}
+loader: torch
+recipe: {{name: imagenet_he2015, batch_size: 2, max_steps: 2}}
+grid: {{model: [resnet18]}}
+""")
+    trial = load_suite(suite).trials()[0]  # the driver saw the folder; this node does not have it
+    with pytest.raises(DataError, match=rf"^node node-7: .*{tmp_path / 'imagenet'}") as raised:
+        train_trial(trial, DirectorySession(lambda row: None, node="node-7"), threads=1)
+    assert "\n" not in str(raised.value)

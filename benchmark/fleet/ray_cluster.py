@@ -15,16 +15,18 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmark.errors import BenchmarkError
+from benchmark.provenance import PACKAGE_DIR
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the `benchmark` package shipped to every node
 PROBE_TIMEOUT_S = 25  # an unreachable cluster is one line within 30 s
 
 
@@ -41,9 +43,9 @@ def quiet_ray_environment() -> None:
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 
 
-def runtime_env() -> dict[str, Any]:
+def runtime_env(package_dir: Path) -> dict[str, Any]:
     """The job's runtime environment: our package, uploaded once, unpacked on every node."""
-    return {"py_modules": [str(PACKAGE_DIR)], "excludes": ["__pycache__", "*.pyc"]}
+    return {"py_modules": [str(package_dir)], "excludes": ["__pycache__", "*.pyc"]}
 
 
 @dataclass(frozen=True)
@@ -84,9 +86,10 @@ class RayConnection:
             self.reaper = None
 
 
-def connect(address: str | None = None, num_cpus: float | None = None, num_gpus: float | None = None) -> RayConnection:
+def connect(address: str | None = None, num_cpus: float | None = None, num_gpus: float | None = None,
+            package_dir: Path = PACKAGE_DIR) -> RayConnection:
     """Join `address` (or $RAY_ADDRESS), else start a private local instance limited to
-    `num_cpus`/`num_gpus` (None: everything the machine has)."""
+    `num_cpus`/`num_gpus` (None: everything the machine has); its jobs run `package_dir`."""
     import ray
 
     quiet_ray_environment()
@@ -95,13 +98,24 @@ def connect(address: str | None = None, num_cpus: float | None = None, num_gpus:
         address = None
     if ray.is_initialized():  # a caller (a test, a notebook) already connected: use it as it is
         return RayConnection(address, owned=False)
+    sigterm = signal.getsignal(signal.SIGTERM)
     if address is not None:
         probe(address)
-        ray.init(address=address, runtime_env=runtime_env(), logging_level="WARNING", log_to_driver=False)
+        ray.init(address=address, runtime_env=runtime_env(package_dir), logging_level="WARNING", log_to_driver=False)
+        _restore_sigterm(sigterm)
         return RayConnection(address)
-    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, runtime_env=runtime_env(),
+    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, runtime_env=runtime_env(package_dir),
              logging_level="WARNING", log_to_driver=False, configure_logging=True)
+    _restore_sigterm(sigterm)
     return RayConnection(None, reaper=_start_reaper())
+
+
+def _restore_sigterm(handler: Any) -> None:
+    """Give SIGTERM back to the handler set before `ray.init` (the CLI's: stop the fleet cleanly).
+    `ray.init` replaces it with one that exits at once (and Ray's core adds a C-level one that
+    aborts), leaving trials `running` and a private instance's agents orphaned."""
+    if handler is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 def _start_reaper() -> subprocess.Popen[bytes] | None:

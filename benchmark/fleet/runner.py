@@ -13,12 +13,14 @@ Ctrl-C or SIGTERM marks running trials `interrupted` and stops every Ray process
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from benchmark.errors import SuiteError
-from benchmark.fleet.dataset import resolve_data
+from benchmark.fleet.dataset import SuiteData, resolve_data
 from benchmark.fleet.executor import Executor, FleetPlan
 from benchmark.fleet.local import LocalExecutor
 from benchmark.fleet.lock import FolderLock
@@ -27,7 +29,7 @@ from benchmark.fleet.progress import FleetView
 from benchmark.fleet.recorder import FleetRecorder, print_line
 from benchmark.fleet.storage import open_storage
 from benchmark.hardware import fit_suite_precision
-from benchmark.provenance import CodeVersion, code_version
+from benchmark.provenance import CodeVersion, code_version, snapshot_package
 from benchmark.results import FINISHED, ResultsWriter
 from benchmark.spec import Suite, Trial
 
@@ -61,59 +63,71 @@ def run_suite(
     suite, note = fit_suite_precision(suite, strict)  # `auto` and emulated bf16 become what is fast here
     if note:
         out(note)
-    trials = suite.trials()
     storage = storage or suite.storage
     if executor == "local" and storage:
         raise SuiteError(f"storage {storage}: checkpoint storage is the Ray executor's; --executor local keeps "
                          "checkpoints in the results folder")
-    code = code or code_version()
-    connection = None
-    try:
+    with ExitStack() as cleanup:  # closes Ray and removes the code snapshot, however the run ends
         if executor == "ray":
-            from benchmark.fleet.ray_cluster import connect
-            from benchmark.fleet.ray_executor import RayExecutor
-
-            connection = connect(ray_address)
-            at_once = check_placement(suite.resources, connection.nodes(), connection.where)
-            store = open_storage(storage or str((folder / "_state" / "ray").resolve()))
-            store.probe()
-            runner: Executor = RayExecutor(store, max_concurrent=at_once, trainable=trainable)
+            runner, code, storage_uri = _ray_executor(cleanup, suite, folder, ray_address, storage, code, trainable)
         else:
             _check_local_gpus(suite)
-            store, runner = None, LocalExecutor(folder / "_state")
+            runner, code, storage_uri = LocalExecutor(folder / "_state"), code or code_version(), "local"
         data = resolve_data(suite, cwd or Path.cwd())
         with FolderLock(folder) as lock:
             if lock.stale_holder:
                 out(f"{folder}: the last run there (pid {lock.stale_holder.get('pid')}) ended without "
                     "releasing its lock; taking over")
-            writer = ResultsWriter(folder, out=out)
-            run_fields: dict[str, Any] = {"git_commit": code.git_commit, "code_version": code.code_version,
-                                          "data_fingerprint": data.fingerprint,
-                                          "storage": store.uri if store else "local"}
-            changes = check_resumable(writer, trials, run_fields, allow_changes)
-            if changes:
-                run_fields["allowed_changes"] = changes
-                out(f"{folder}: continuing with changes (--allow-changes, recorded): {changes}")
-            _register_new_trials(writer, suite, trials)
-            pending = [t for t in trials if writer.status(t.trial_id) not in FINISHED]
-            out(f"suite {suite.name}: {len(trials)} trials ({len(trials) - len(pending)} already finished), results in {folder}")
-            plan = FleetPlan(state_dir=writer.state_dir.resolve(), data=data, package_hash=code.package_hash,
-                             resume=_checkpoints_to_resume(writer, pending, runner, out))
-            recorder = FleetRecorder(writer, trials, out=out, run_fields=run_fields, view=view)
-            if pending:
-                try:
-                    runner.run(pending, recorder, plan)
-                except KeyboardInterrupt:
-                    stopped = recorder.interrupted()
-                    out(f"suite {suite.name}: interrupted; {len(stopped)} running trial(s) marked interrupted "
-                        "(run the same command to resume)")
-                    raise
-                finally:
-                    recorder.close()
-            return {t.trial_id: writer.status(t.trial_id) for t in trials}
-    finally:
-        if connection is not None:
-            connection.close()
+            run_fields = {"git_commit": code.git_commit, "code_version": code.code_version,
+                          "data_fingerprint": data.fingerprint, "storage": storage_uri}
+            return _run_in_folder(suite, folder, runner, data, code, run_fields, allow_changes, out, view)
+
+
+def _ray_executor(cleanup: ExitStack, suite: Suite, folder: Path, address: str | None, storage: str | None,
+                  code: CodeVersion | None, trainable: Callable[..., None] | None) -> tuple[Executor, CodeVersion, str]:
+    """Connect to Ray, check every trial fits a node, open and probe the checkpoint storage."""
+    from benchmark.fleet.ray_cluster import connect
+    from benchmark.fleet.ray_executor import RayExecutor
+
+    # Trials run a copy of the package frozen now: editing the checkout during a long suite cannot
+    # reach a retry, and the hash each trial checks is of exactly this copy.
+    package = snapshot_package(Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="benchmark-code-"))))
+    code = code or code_version(shipped=package)
+    connection = connect(address, package_dir=package)
+    cleanup.callback(connection.close)
+    at_once = check_placement(suite.resources, connection.nodes(), connection.where)
+    store = open_storage(storage or str((folder / "_state" / "ray").resolve()))
+    store.probe()
+    return RayExecutor(store, max_concurrent=at_once, trainable=trainable), code, store.uri
+
+
+def _run_in_folder(suite: Suite, folder: Path, runner: Executor, data: SuiteData, code: CodeVersion,
+                   run_fields: dict[str, Any], allow_changes: bool, out: Callable[[str], None],
+                   view: FleetView | None = None) -> dict[str, str]:
+    """With the folder's lock held: check it may continue, register new trials, run the rest."""
+    trials = suite.trials()
+    writer = ResultsWriter(folder, out=out)
+    changes = check_resumable(writer, trials, run_fields, allow_changes)
+    if changes:
+        run_fields["allowed_changes"] = changes
+        out(f"{folder}: continuing with changes (--allow-changes, recorded): {changes}")
+    _register_new_trials(writer, suite, trials)
+    pending = [t for t in trials if writer.status(t.trial_id) not in FINISHED]
+    out(f"suite {suite.name}: {len(trials)} trials ({len(trials) - len(pending)} already finished), results in {folder}")
+    plan = FleetPlan(state_dir=writer.state_dir.resolve(), data=data, package_hash=code.package_hash,
+                     resume=_checkpoints_to_resume(writer, pending, runner, out))
+    recorder = FleetRecorder(writer, trials, out=out, run_fields=run_fields, view=view)
+    if pending:
+        try:
+            runner.run(pending, recorder, plan)
+        except KeyboardInterrupt:
+            stopped = recorder.interrupted()
+            out(f"suite {suite.name}: interrupted; {len(stopped)} running trial(s) marked interrupted "
+                "(run the same command to resume)")
+            raise
+        finally:
+            recorder.close()
+    return {t.trial_id: writer.status(t.trial_id) for t in trials}
 
 
 def _check_local_gpus(suite: Suite) -> None:
@@ -170,5 +184,6 @@ def _run_fields(trial: Trial) -> dict[str, Any]:
         "channels_last": trial.channels_last,
         "compile": trial.compile,
         "eval_ten_crop": trial.eval_ten_crop,
+        "eval_every": trial.eval_every,
         **trial.recipe.flat(),
     }

@@ -75,8 +75,9 @@ def _without_secrets(uri: str) -> str:
     parts = urlsplit(uri)
     if not parts.query:
         return uri
-    kept = [(k, v) for k, v in parse_qsl(parts.query) if not any(s in k.lower() for s in ("key", "secret", "token"))]
-    return urlunsplit(parts._replace(query=urlencode(kept)))
+    options = parse_qsl(parts.query)
+    kept = [(k, v) for k, v in options if not any(s in k.lower() for s in ("key", "secret", "token"))]
+    return uri if kept == options else urlunsplit(parts._replace(query=urlencode(kept, safe=":/")))
 
 
 def _first_line(exc: BaseException) -> str:
