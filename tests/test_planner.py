@@ -147,6 +147,7 @@ def test_run_budget_plans_from_measured_costs_and_prints_the_plan(
     monkeypatch.setattr("benchmark.hardware.peak_tflops", lambda *args, **kwargs: 0.1)
     seen = {}
     monkeypatch.setattr("benchmark.fleet.run_suite", lambda suite, **kwargs: seen.setdefault("suite", suite) and {})
+    monkeypatch.setattr("benchmark.report.scorecard.print_scorecard", lambda folder: None)  # nothing ran
     assert main(["run", str(suite_path), "--budget", "30m", "--results", str(tmp_path / "results"), "--no-report"]) == 0
     out = capsys.readouterr().out
     iterations = seen["suite"].recipe.max_steps
