@@ -198,3 +198,29 @@ def test_the_recorder_pickles_without_its_view_and_open_writers(tmp_path: Path) 
     copy = pickle.loads(pickle.dumps(recorder))
     assert copy.view is None and copy.shown["resnet20-A-s0"].max_steps == 8
     recorder.close()
+
+
+def test_heartbeats_cross_ray_tune_to_the_view_and_never_into_the_tables(tmp_path: Path) -> None:
+    from benchmark.fleet import run_suite
+
+    def beating_trainable(config: dict, dataset: object = None, filesystem: object = None) -> None:
+        # The fleet's Ray trial with a heartbeat after every step, set inside the Ray worker (a
+        # function defined here travels by value; the test module is not importable there).
+        from functools import partial
+
+        import benchmark.train
+        from benchmark.fleet.ray_trial import ray_trainable
+        from benchmark.heartbeat import Heartbeat
+
+        benchmark.train.Heartbeat = partial(Heartbeat, every_s=0.0)
+        ray_trainable(config, dataset, filesystem)
+
+    view = RecordingView()
+    suite = load_suite(tiny_suite(tmp_path))
+    statuses = run_suite(suite, results_root=tmp_path / "results", trainable=beating_trainable, view=view,
+                         out=lambda line: None)
+    assert statuses == {"resnet20-A-s0": "completed"}
+    beats = [trials[0] for trials, _ in view.updates if trials[0].status == "running" and trials[0].step % 4]
+    assert beats and all(t.images_per_s > 0 for t in beats)  # steps between evaluations: heartbeats
+    metrics = pd.read_csv(tmp_path / "results" / "tiny" / "metrics.csv")
+    assert list(metrics["step"]) == [4, 8]
