@@ -216,18 +216,20 @@ def scaled_recipe(recipe: Recipe, iterations: int) -> Recipe:
 
 @dataclass(frozen=True)
 class Observation:
-    """One measured comparison of Figure 6: `deep` against `shallow` (or residual against plain)
-    after `iterations` of the scaled recipe; `shown` when the final training error and the final
-    test error both came out the paper's way round."""
+    """One measured comparison of Figure 6 after `iterations`: `better` against `baseline` (the
+    shallower plain net against the deeper one, ResNet against plain, the deeper ResNet against the
+    shallower); `shown` when the final training error and the final test error both came out the
+    paper's way round (gaps in points, positive: the paper's way)."""
 
     finding: str
-    baseline: str   # the model the paper's finding says is worse
-    better: str     # the model it says is better
+    baseline: str
+    better: str
     iterations: int
     shown: bool
-    train_gap: float  # baseline minus better, final training error, points (positive: the paper's way)
-    test_gap: float   # the same for the test error
-    source: str
+    train_gap: float
+    test_gap: float
+    setting: str    # recipe, precision and whether its drops were reached
+    source: str     # the results folder it was read from
 
 
 FINDINGS = {
@@ -236,29 +238,41 @@ FINDINGS = {
     "deeper": "a deeper ResNet ends below a shallower one (Figure 6, middle; Table 6)",
 }
 
-# Measured on the 2-core development machine (AVX-512, bf16 autocast, JPEG CIFAR-10, one seed,
-# test error on a fixed 2,000-image subset), results committed under results/devbox-2cpu/.
-OBSERVATIONS: tuple[Observation, ...] = ()
+# Measured on the 2-core development machine (JPEG CIFAR-10, one seed, test error on a fixed
+# 2,000-image subset), read with `observe` from the committed results folders named in `source`.
+_FIRST_RUN = ("cifar10_he2015, fp32, no drop reached", "results/devbox-2cpu/degradation_cpu")
+OBSERVATIONS: tuple[Observation, ...] = (
+    Observation("degradation", "plain56", "plain20", 1200, True, 33.2, 19.9, *_FIRST_RUN),
+    Observation("cure", "plain20", "resnet20", 1200, True, 5.3, 9.0, *_FIRST_RUN),
+    Observation("cure", "plain56", "resnet56", 1200, True, 25.7, 17.7, *_FIRST_RUN),
+    Observation("deeper", "resnet20", "resnet56", 1200, False, -12.9, -11.2, *_FIRST_RUN),
+)
 
 
 def observe(results_dir: Path) -> list[Observation]:
-    """The Observations a finished run of the scaled recipe makes (how OBSERVATIONS were written):
-    for each pair of its completed trials that bears on a finding (one seed: the first), the gaps
-    in final training error (the mean over the last evaluation interval) and final test error."""
+    """The Observations a finished run makes (how OBSERVATIONS are written): for each pair of its
+    completed trials that bears on a finding (one seed: the lowest), the gaps in final training
+    error (the mean over the last evaluation interval) and final test error."""
     import csv
 
     with (Path(results_dir) / "runs.csv").open(newline="") as handle:
-        runs = [row for row in csv.DictReader(handle) if row["status"] == "completed" and row["recipe"].endswith("_scaled")]
-    final: dict[str, tuple[float, float, int]] = {}
-    for row in sorted(runs, key=lambda r: int(r["seed"])):
-        final.setdefault(row["model"], (float(row["final_train_error"]), float(row["final_eval_error"]),
-                                        int(float(row["recipe_max_steps"]))))
+        runs = sorted((row for row in csv.DictReader(handle) if row["status"] == "completed"), key=lambda r: int(r["seed"]))
+    final: dict[str, tuple[float, float]] = {}
+    for row in runs:
+        final.setdefault(row["model"], (float(row["final_train_error"]), float(row["final_eval_error"])))
+    if not runs:
+        return []
+    first = runs[0]
+    steps = int(float(first["recipe_max_steps"]))
+    drops = [int(m) for m in first["recipe_lr_milestones"].split()]
+    reached = [f"{m:,}" for m in drops if m < steps]
+    setting = f"{first['recipe']}, {first['precision']}, " + (f"drops at {' and '.join(reached)}" if reached else "no drop reached")
     observed = []
     for finding, candidates in pairs(list(final)).items():
         for baseline, better in candidates:
-            (train_b, test_b, steps), (train_g, test_g, _) = final[baseline], final[better]
+            (train_b, test_b), (train_g, test_g) = final[baseline], final[better]
             observed.append(Observation(finding, baseline, better, steps, train_b > train_g and test_b > test_g,
-                                        round(train_b - train_g, 1), round(test_b - test_g, 1), str(results_dir)))
+                                        round(train_b - train_g, 1), round(test_b - test_g, 1), setting, str(results_dir)))
     return observed
 
 
@@ -292,8 +306,10 @@ def finding_lines(models: Sequence[str], iterations: int, seconds_for: Callable[
         if shown or later:
             lines.append(f"{finding}: " + "; ".join(shown or later))
         else:
-            compared = ", ".join(f"{better} vs {baseline}" for baseline, better in candidates)
-            lines.append(f"{finding}: not seen in the measurements of the scaled recipe so far ({compared})")
+            unmeasured = {f"{b} below {a}" for a, b in candidates}
+            known = [text for _, text in verdicts if text not in unmeasured]
+            rest = [text for _, text in verdicts if text in unmeasured]
+            lines.append(f"{finding}: " + "; ".join(known + ([f"not measured yet: {', '.join(rest)}"] if rest else [])))
     return lines
 
 
@@ -308,7 +324,8 @@ def _pair_verdict(finding: str, pair: tuple[str, str], iterations: int, seconds_
     failed_after = [o for o in seen if not o.shown and shown_within and shown_within[-1].iterations <= o.iterations <= iterations]
     if shown_within and not failed_after:
         o = shown_within[-1]
-        return "shown", f"{label}: expected (seen at {o.iterations:,} iterations: {o.train_gap:+.1f} points of training error, {o.test_gap:+.1f} of test error)"
+        return "shown", (f"{label}: expected (seen at {o.iterations:,} iterations, {o.setting}: {o.train_gap:+.1f} points "
+                         f"of training error, {o.test_gap:+.1f} of test error)")
     later = [o for o in seen if o.shown and o.iterations > iterations]
     missed = [o for o in seen if not o.shown and o.iterations <= iterations]
     not_at = f", not at {missed[-1].iterations:,}" if missed else ""
@@ -316,7 +333,11 @@ def _pair_verdict(finding: str, pair: tuple[str, str], iterations: int, seconds_
         need = later[0].iterations
         return "later", (f"{label}: needs more iterations (seen at {need:,}{not_at}; that is about "
                          f"{duration(seconds_for(need))} here: --budget {budget_text((spent_s + seconds_for(need)) / MARGIN)})")
-    return "unknown", f"{label}: not seen up to {seen[-1].iterations:,} iterations" if seen else label
+    if seen:
+        o = seen[-1]
+        return "unknown", (f"{label}: not seen up to {o.iterations:,} iterations ({o.setting}: {o.train_gap:+.1f} "
+                           f"points of training error, {o.test_gap:+.1f} of test error); longer runs unmeasured")
+    return "unknown", label
 
 
 # --------------------------------------------------------------------------------- the driver's step

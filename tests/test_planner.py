@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -125,20 +126,32 @@ def test_a_suite_overriding_the_length_of_the_scaled_recipe_keeps_the_fractions(
 
 
 def test_findings_say_what_the_length_shows_and_what_more_would_take() -> None:
+    scaled = ("cifar10_he2015_scaled, bf16, drops at 500 and 750", "results/x")
     observed = (
-        Observation("degradation", "plain56", "plain20", 1000, True, 20.0, 15.0, "test"),
-        Observation("deeper", "resnet20", "resnet56", 1000, False, -3.0, -1.0, "test"),
-        Observation("deeper", "resnet20", "resnet56", 3000, True, 1.5, 0.8, "test"),
+        Observation("degradation", "plain56", "plain20", 1000, True, 20.0, 15.0, *scaled),
+        Observation("deeper", "resnet20", "resnet56", 1000, False, -3.0, -1.0, *scaled),
+        Observation("deeper", "resnet20", "resnet56", 3000, True, 1.5, 0.8, *scaled),
     )
     lines = planner.finding_lines(["plain20", "plain56", "resnet20", "resnet56"], 2000, lambda n: n * 0.6,
                                   observations=observed)
     text = "\n".join(lines)
-    assert lines[0].startswith("degradation: plain20 below plain56: expected (seen at 1,000 iterations")
-    assert lines[1] == "cure: not seen in the measurements of the scaled recipe so far (resnet20 vs plain20, resnet56 vs plain56)"
+    assert lines[0].startswith("degradation: plain20 below plain56: expected (seen at 1,000 iterations, "
+                               "cifar10_he2015_scaled, bf16, drops at 500 and 750: +20.0 points of training error")
+    assert lines[1] == "cure: not measured yet: resnet20 below plain20, resnet56 below plain56"
     assert lines[2].startswith("deeper: resnet56 below resnet20: needs more iterations (seen at 3,000, not at 1,000")
     assert "about 30m00s here: --budget 34m" in text  # 3,000 x 0.6 s, within the planning margin
     longer = planner.finding_lines(["resnet20", "resnet56"], 3000, lambda n: n, observations=observed)
     assert longer[0].startswith("degradation: not in this suite") and "expected (seen at 3,000" in longer[2]
+    shorter = planner.finding_lines(["resnet20", "resnet56"], 900, lambda n: n, observations=observed[1:2])
+    assert shorter[2].startswith("deeper: resnet56 below resnet20: not seen up to 1,000 iterations")
+
+
+def test_the_shipped_observations_are_what_the_committed_results_say() -> None:
+    """OBSERVATIONS are typed out from the committed results folders by `observe`; they must agree."""
+    repo = Path(__file__).resolve().parent.parent
+    for source in {o.source for o in planner.OBSERVATIONS}:
+        measured = {dataclasses.replace(o, source=source) for o in planner.observe(repo / source)}
+        assert measured == {o for o in planner.OBSERVATIONS if o.source == source}
 
 
 def test_run_budget_plans_from_measured_costs_and_prints_the_plan(
@@ -201,18 +214,20 @@ def test_a_started_results_folder_keeps_its_length(suite_path: Path, tmp_path: P
     assert "was started with 1,700 iterations" in lines[-1]
 
 
-def test_observations_are_read_from_a_finished_run_of_the_scaled_recipe(tmp_path: Path) -> None:
+def test_observations_are_read_from_a_finished_run(tmp_path: Path) -> None:
     rows = [  # model, final train error, final test error
         ("plain20", 30.0, 35.0), ("plain56", 60.0, 58.0), ("resnet20", 25.0, 31.0), ("resnet56", 24.0, 31.5),
     ]
-    lines = ["trial_id,model,seed,status,recipe,recipe_max_steps,final_train_error,final_eval_error"]
-    lines += [f"{m}-s0,{m},0,completed,cifar10_he2015_scaled,2100,{train},{test}" for m, train, test in rows]
-    lines.append("resnet32-A-s0,resnet32,0,running,cifar10_he2015_scaled,2100,20.0,20.0")  # unfinished: left out
+    header = "trial_id,model,seed,status,recipe,precision,recipe_max_steps,recipe_lr_milestones,final_train_error,final_eval_error"
+    lines = [header] + [f"{m}-s0,{m},0,completed,cifar10_he2015_scaled,bf16,2100,1050 1575,{train},{test}"
+                        for m, train, test in rows]
+    lines.append("resnet32-A-s0,resnet32,0,running,cifar10_he2015_scaled,bf16,2100,1050 1575,20.0,20.0")  # unfinished
     (tmp_path / "runs.csv").write_text("\n".join(lines) + "\n")
     observed = {(o.finding, o.baseline, o.better): o for o in planner.observe(tmp_path)}
     assert set(observed) == {("degradation", "plain56", "plain20"), ("cure", "plain20", "resnet20"),
                              ("cure", "plain56", "resnet56"), ("deeper", "resnet20", "resnet56")}
     degradation = observed[("degradation", "plain56", "plain20")]
     assert degradation.shown and (degradation.train_gap, degradation.test_gap, degradation.iterations) == (30.0, 23.0, 2100)
+    assert degradation.setting == "cifar10_he2015_scaled, bf16, drops at 1,050 and 1,575"
     deeper = observed[("deeper", "resnet20", "resnet56")]
     assert not deeper.shown and (deeper.train_gap, deeper.test_gap) == (1.0, -0.5)  # test error says otherwise
