@@ -410,7 +410,7 @@ def describe(suite: Suite, plan: Plan) -> list[str]:
         f"recipe {recipe.name}: lr {recipe.lr:g}, divided by {1 / recipe.lr_decay:g} at {drops} "
         f"(the paper's {paper} of {CIFAR10_HE2015.max_steps // 1000}k, scaled)",
         f"plan: expected {duration(plan.spent_s + plan.expected_s)} on this machine, budget {budget_text(plan.budget_s)}",
-        "plan: Figure 6 findings at this length (measured with the scaled recipe, see README):",
+        "plan: Figure 6 findings at this length, from measured runs (README, What the CPU suite shows):",
     ]
     models = list(dict.fromkeys(t.model for t in trials))
     lines += [f"  {line}" for line in finding_lines(models, plan.iterations, plan.seconds_for, plan.spent_s)]
