@@ -202,11 +202,6 @@ def identify(device: torch.device | str) -> Hardware:
                     kernel_env=env)
 
 
-def device_name(device: torch.device | str) -> str:
-    """The readable `device` column of runs.csv (see `Hardware.describe`)."""
-    return identify(device).describe()
-
-
 # ------------------------------------------------------------------------------ the fast path
 
 

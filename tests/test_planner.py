@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import planner
+from benchmark import findings, planner
 from benchmark.__main__ import main
-from benchmark.planner import BudgetError, Observation, TrialCost
+from benchmark.findings import Observation
+from benchmark.planner import BudgetError, TrialCost
 from benchmark.recipes import CIFAR10_HE2015, CIFAR10_HE2015_SCALED, IMAGENET_HE2015, RECIPES
 from benchmark.spec import load_suite
 
@@ -132,26 +133,28 @@ def test_findings_say_what_the_length_shows_and_what_more_would_take() -> None:
         Observation("deeper", "resnet20", "resnet56", 1000, False, -3.0, -1.0, *scaled),
         Observation("deeper", "resnet20", "resnet56", 3000, True, 1.5, 0.8, *scaled),
     )
-    lines = planner.finding_lines(["plain20", "plain56", "resnet20", "resnet56"], 2000, lambda n: n * 0.6,
-                                  observations=observed)
+    plan = planner.Plan(iterations=2000, expected_s=1200, budget_s=1800, spent_s=0, slots=2, costs={},
+                        seconds_for=lambda n: n * 0.6)
+    lines = findings.finding_lines(["plain20", "plain56", "resnet20", "resnet56"], 2000, planner.cost_text(plan),
+                                   observations=observed)
     text = "\n".join(lines)
     assert lines[0].startswith("degradation: plain20 below plain56: expected (seen at 1,000 iterations, "
                                "cifar10_he2015_scaled, bf16, drops at 500 and 750: +20.0 points of training error")
     assert lines[1] == "cure: not measured yet: resnet20 below plain20, resnet56 below plain56"
     assert lines[2].startswith("deeper: resnet56 below resnet20: needs more iterations (seen at 3,000, not at 1,000")
     assert "about 30m00s here: --budget 34m" in text  # 3,000 x 0.6 s, within the planning margin
-    longer = planner.finding_lines(["resnet20", "resnet56"], 3000, lambda n: n, observations=observed)
+    longer = findings.finding_lines(["resnet20", "resnet56"], 3000, str, observations=observed)
     assert longer[0].startswith("degradation: not in this suite") and "expected (seen at 3,000" in longer[2]
-    shorter = planner.finding_lines(["resnet20", "resnet56"], 900, lambda n: n, observations=observed[1:2])
+    shorter = findings.finding_lines(["resnet20", "resnet56"], 900, str, observations=observed[1:2])
     assert shorter[2].startswith("deeper: resnet56 below resnet20: not seen up to 1,000 iterations")
 
 
 def test_the_shipped_observations_are_what_the_committed_results_say() -> None:
     """OBSERVATIONS are typed out from the committed results folders by `observe`; they must agree."""
     repo = Path(__file__).resolve().parent.parent
-    for source in {o.source for o in planner.OBSERVATIONS}:
-        measured = {dataclasses.replace(o, source=source) for o in planner.observe(repo / source)}
-        assert measured == {o for o in planner.OBSERVATIONS if o.source == source}
+    for source in {o.source for o in findings.OBSERVATIONS}:
+        measured = {dataclasses.replace(o, source=source) for o in findings.observe(repo / source)}
+        assert measured == {o for o in findings.OBSERVATIONS if o.source == source}
 
 
 def test_run_budget_plans_from_measured_costs_and_prints_the_plan(
@@ -223,7 +226,7 @@ def test_observations_are_read_from_a_finished_run(tmp_path: Path) -> None:
                         for m, train, test in rows]
     lines.append("resnet32-A-s0,resnet32,0,running,cifar10_he2015_scaled,bf16,2100,1050 1575,20.0,20.0")  # unfinished
     (tmp_path / "runs.csv").write_text("\n".join(lines) + "\n")
-    observed = {(o.finding, o.baseline, o.better): o for o in planner.observe(tmp_path)}
+    observed = {(o.finding, o.baseline, o.better): o for o in findings.observe(tmp_path)}
     assert set(observed) == {("degradation", "plain56", "plain20"), ("cure", "plain20", "resnet20"),
                              ("cure", "plain56", "resnet56"), ("deeper", "resnet20", "resnet56")}
     degradation = observed[("degradation", "plain56", "plain20")]
