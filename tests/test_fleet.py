@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fleet_support import REPO, check_complete, read_tables, rows_of, run_command, start_driver, tiny_suite, wait_for
+from fleet_support import REPO, TINY, check_complete, read_tables, rows_of, run_command, start_driver, tiny_suite, wait_for
 
 from benchmark.__main__ import main
 from benchmark.results import METRIC_COLUMNS
