@@ -132,3 +132,27 @@ def test_checkpoints_go_to_s3_storage_and_a_killed_run_resumes_from_there(tmp_pa
                           aws_secret_access_key="testing", region_name="us-east-1")
     keys = [item["Key"] for item in client.list_objects_v2(Bucket="ckpt", Prefix="suites/")["Contents"]]
     assert f"suites/{runs['checkpoint'].iloc[0]}/trial_state.pt" in keys
+
+
+def test_trials_import_the_shipped_package_not_the_driver_s_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ray puts the driver's working directory first on workers' sys.path unless the job has a
+    # working_dir: a driver started from the checkout would have its trials run the checkout.
+    import ray
+
+    from benchmark.fleet.ray_cluster import connect
+    from benchmark.provenance import package_hash
+
+    def imported_from() -> str:  # local: pickled by value, the workers cannot import this test module
+        import benchmark
+
+        return benchmark.__file__
+
+    monkeypatch.chdir(REPO)
+    connection = connect(None, num_cpus=1)
+    try:
+        where = ray.get(ray.remote(imported_from).remote())
+        assert connection.package is not None and not where.startswith(str(REPO)), where
+        assert package_hash(Path(where).parent) == package_hash(connection.package)
+    finally:
+        connection.close()
+    assert not connection.package.exists()  # the frozen copy goes with the connection

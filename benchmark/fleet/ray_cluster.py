@@ -19,13 +19,14 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmark.errors import BenchmarkError
-from benchmark.provenance import PACKAGE_DIR
+from benchmark.provenance import snapshot_package
 
 PROBE_TIMEOUT_S = 25  # an unreachable cluster is one line within 30 s
 
@@ -43,9 +44,16 @@ def quiet_ray_environment() -> None:
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 
 
-def runtime_env(package_dir: Path) -> dict[str, Any]:
-    """The job's runtime environment: our package, uploaded once, unpacked on every node."""
-    return {"py_modules": [str(package_dir)], "excludes": ["__pycache__", "*.pyc"]}
+def runtime_env(code_dir: Path) -> dict[str, Any]:
+    """The job's runtime environment: `code_dir` (holding only the package) as the working
+    directory, uploaded once and unpacked on every node.
+
+    A working directory rather than `py_modules`: without one, Ray puts the driver's current
+    directory first on every worker's `sys.path` (`py_driver_sys_path`), and a driver started from
+    a checkout then has its workers import the checkout, not the shipped package (seen: a trial
+    retried after the checkout was edited ran the edited code).
+    """
+    return {"working_dir": str(code_dir), "excludes": ["__pycache__", "*.pyc"]}
 
 
 @dataclass(frozen=True)
@@ -59,8 +67,10 @@ class RayConnection:
     """The driver's Ray: `where` names it in messages; `close()` stops what we started."""
 
     address: str | None  # None: the private local instance
+    package: Path | None = None  # the package the job ships: a copy frozen at connection
     owned: bool = True   # False: the caller had connected already; close() leaves that connection alone
     reaper: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    code_dir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
     @property
     def private(self) -> bool:
@@ -84,12 +94,16 @@ class RayConnection:
             self.reaper.stdin.close()  # tells the reaper we are done: it kills any straggler
             self.reaper.wait(timeout=30)
             self.reaper = None
+        if self.code_dir is not None:
+            self.code_dir.cleanup()
+            self.code_dir = None
 
 
-def connect(address: str | None = None, num_cpus: float | None = None, num_gpus: float | None = None,
-            package_dir: Path = PACKAGE_DIR) -> RayConnection:
+def connect(address: str | None = None, num_cpus: float | None = None, num_gpus: float | None = None) -> RayConnection:
     """Join `address` (or $RAY_ADDRESS), else start a private local instance limited to
-    `num_cpus`/`num_gpus` (None: everything the machine has); its jobs run `package_dir`."""
+    `num_cpus`/`num_gpus` (None: everything the machine has). Its jobs run a copy of the package
+    frozen now (`connection.package`): editing the checkout during a long suite cannot reach a
+    trial, and the hash each trial checks is of exactly this copy."""
     import ray
 
     quiet_ray_environment()
@@ -98,16 +112,24 @@ def connect(address: str | None = None, num_cpus: float | None = None, num_gpus:
         address = None
     if ray.is_initialized():  # a caller (a test, a notebook) already connected: use it as it is
         return RayConnection(address, owned=False)
+    code_dir = tempfile.TemporaryDirectory(prefix="benchmark-code-")
+    package = snapshot_package(Path(code_dir.name))
     sigterm = signal.getsignal(signal.SIGTERM)
-    if address is not None:
-        probe(address)
-        ray.init(address=address, runtime_env=runtime_env(package_dir), logging_level="WARNING", log_to_driver=False)
-        _restore_sigterm(sigterm)
-        return RayConnection(address)
-    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, runtime_env=runtime_env(package_dir),
-             logging_level="WARNING", log_to_driver=False, configure_logging=True)
+    try:
+        if address is not None:
+            probe(address)
+            ray.init(address=address, runtime_env=runtime_env(Path(code_dir.name)), logging_level="WARNING",
+                     log_to_driver=False)
+        else:
+            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+                     runtime_env=runtime_env(Path(code_dir.name)), logging_level="WARNING", log_to_driver=False,
+                     configure_logging=True)
+    except BaseException:
+        code_dir.cleanup()
+        raise
     _restore_sigterm(sigterm)
-    return RayConnection(None, reaper=_start_reaper())
+    reaper = _start_reaper() if address is None else None
+    return RayConnection(address, package=package, reaper=reaper, code_dir=code_dir)
 
 
 def _restore_sigterm(handler: Any) -> None:

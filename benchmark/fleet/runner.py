@@ -13,7 +13,6 @@ Ctrl-C or SIGTERM marks running trials `interrupted` and stops every Ray process
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -29,7 +28,7 @@ from benchmark.fleet.progress import FleetView
 from benchmark.fleet.recorder import FleetRecorder, print_line
 from benchmark.fleet.storage import open_storage
 from benchmark.hardware import fit_suite_precision
-from benchmark.provenance import CodeVersion, code_version, snapshot_package
+from benchmark.provenance import CodeVersion, code_version
 from benchmark.results import FINISHED, ResultsWriter
 from benchmark.spec import Suite, Trial
 
@@ -67,7 +66,7 @@ def run_suite(
     if executor == "local" and storage:
         raise SuiteError(f"storage {storage}: checkpoint storage is the Ray executor's; --executor local keeps "
                          "checkpoints in the results folder")
-    with ExitStack() as cleanup:  # closes Ray and removes the code snapshot, however the run ends
+    with ExitStack() as cleanup:  # closes Ray (and its code snapshot), however the run ends
         if executor == "ray":
             runner, code, storage_uri = _ray_executor(cleanup, suite, folder, ray_address, storage, code, trainable)
         else:
@@ -89,12 +88,9 @@ def _ray_executor(cleanup: ExitStack, suite: Suite, folder: Path, address: str |
     from benchmark.fleet.ray_cluster import connect
     from benchmark.fleet.ray_executor import RayExecutor
 
-    # Trials run a copy of the package frozen now: editing the checkout during a long suite cannot
-    # reach a retry, and the hash each trial checks is of exactly this copy.
-    package = snapshot_package(Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="benchmark-code-"))))
-    code = code or code_version(shipped=package)
-    connection = connect(address, package_dir=package)
+    connection = connect(address)
     cleanup.callback(connection.close)
+    code = code or code_version(shipped=connection.package)  # the copy of the package the trials run
     at_once = check_placement(suite.resources, connection.nodes(), connection.where)
     store = open_storage(storage or str((folder / "_state" / "ray").resolve()))
     store.probe()

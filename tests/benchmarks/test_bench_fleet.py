@@ -56,3 +56,40 @@ def test_ray_overhead(benchmark, tmp_path: Path) -> None:  # noqa: ANN001
     print(f"\nfleet of 8 trials: local {wall['local']:.1f} s, ray {wall['ray']:.1f} s, "
           f"Ray overhead {100 * overhead:+.1f}% (goal <= +{100 * GOAL:.0f}%)")
     assert overhead <= GOAL, f"Ray took {100 * overhead:+.1f}% longer than the local executor (goal <= +{100 * GOAL:.0f}%)"
+
+
+def test_two_node_cluster_start(benchmark) -> None:  # noqa: ANN001
+    """What joining a two-node cluster costs against starting the private instance, side by side:
+    each from nothing to a connected driver that sees its nodes, then stopped."""
+    import os
+
+    from benchmark.fleet.ray_cluster import connect
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from ray.cluster_utils import Cluster
+
+    wall: dict[str, float] = {}
+
+    def private() -> None:
+        start = time.perf_counter()
+        connection = connect(None, num_cpus=2)
+        assert len(connection.nodes()) == 1
+        wall["private"] = time.perf_counter() - start
+        connection.close()
+
+    def two_nodes() -> None:
+        start = time.perf_counter()
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        connection = connect(cluster.address)  # probed first, as `--ray-address` is
+        assert len(connection.nodes()) == 2
+        wall["two_nodes"] = time.perf_counter() - start
+        connection.close()
+        cluster.shutdown()
+
+    benchmark.pedantic(two_nodes, setup=private, rounds=1, iterations=1)
+    benchmark.extra_info.update(private_start_s=wall["private"], two_node_start_s=wall["two_nodes"])
+    print(f"\nRay start: private instance {wall['private']:.1f} s, two-node cluster joined through "
+          f"--ray-address {wall['two_nodes']:.1f} s ({wall['two_nodes'] / wall['private']:.1f}x)")
