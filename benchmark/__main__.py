@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "benchmark.report.cli",      # report, analyze
     "benchmark.profile_cli",     # profile, packing
     "benchmark.gpu_check",       # gpu-check
+    "benchmark.hardware_cli",    # hardware
 )
 
 

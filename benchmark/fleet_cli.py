@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmark.errors import BenchmarkError
+
+if TYPE_CHECKING:  # the schema needs pydantic, which a bare GPU machine lacks (gpu-check must start there)
+    from benchmark.spec import Suite
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--results", type=Path, default=Path("results"), help="results root; the suite writes to RESULTS/<suite name>/ (default: results)")
     run.add_argument("--reports", type=Path, default=Path("reports"), help="reports root (default: reports)")
     run.add_argument("--no-report", action="store_true", help="do not build the report at the end")
+    run.add_argument("--budget", default=None, metavar="DURATION",
+                     help="a CPU suite sized by time: measure each model's step here, then train every trial for one "
+                     "number of iterations (the recipe's drops scaled) so the suite ends within DURATION, e.g. 30m, 1h")
+    run.add_argument("--plan-only", action="store_true", help="with --budget: print the plan and stop before training")
+    run.add_argument("--strict", action="store_true",
+                     help="bf16 on a CPU without native bf16 is an error (default: fp32 instead, said in one line)")
     run.set_defaults(func=cmd_run)
 
     validate = subparsers.add_parser("validate", help="check suite files against the schema")
@@ -78,15 +90,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.fleet import run_suite
+    from benchmark.fleet.progress import console_view
     from benchmark.spec import load_suite
 
     suite = load_suite(args.suite, _overrides(args), smoke=args.smoke)
+    if args.plan_only and not args.budget:
+        raise BenchmarkError("--plan-only prints the plan of a --budget; give --budget DURATION")
+    if args.budget:
+        suite = _planned(suite, args)
+        if args.plan_only:
+            return 0
     # SIGTERM (a scheduler, `kill`) stops the fleet like Ctrl-C: running trials are marked
     # interrupted and every Ray process this run started is stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    view = console_view()  # a live table on a terminal; in logs, one line per evaluation
     try:
-        statuses = run_suite(suite, results_root=args.results, executor=args.executor, ray_address=args.ray_address,
-                             storage=args.storage, allow_changes=args.allow_changes)
+        with view or nullcontext():
+            statuses = run_suite(suite, results_root=args.results, executor=args.executor, ray_address=args.ray_address,
+                                 storage=args.storage, allow_changes=args.allow_changes, strict=args.strict, view=view)
     except BenchmarkError as exc:  # preflight: name the suite file like the loader does
         raise type(exc)(f"{args.suite}: {exc}") from None
     folder = args.results / suite.name
@@ -100,3 +121,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     print_scorecard(folder)
     return 1 if "failed" in statuses.values() else 0
+
+
+def _planned(suite: Suite, args: argparse.Namespace) -> Suite:
+    """The suite sized to `--budget` on this machine (benchmark/planner.py): trials side by side as
+    the executor runs them, each with the threads it will have."""
+    import torch
+
+    from benchmark.planner import BudgetError, parse_budget, plan_suite
+
+    budget_s = parse_budget(args.budget)
+    if args.ray_address or os.environ.get("RAY_ADDRESS"):
+        raise BudgetError("--budget sizes a suite to this machine; it cannot plan for a Ray cluster (--ray-address, RAY_ADDRESS)")
+    if args.executor == "local":
+        slots, threads = 1, torch.get_num_threads()  # one trial at a time, with the process's threads
+    else:
+        slots, threads = max(1, int(len(os.sched_getaffinity(0)) // suite.resources.cpu)), max(1, int(suite.resources.cpu))
+    return plan_suite(suite, budget_s, args.results / suite.name, slots=slots, threads=threads, strict=args.strict)

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from benchmark.errors import BenchmarkError
-from benchmark.profile import append_row, check_header, format_table, identify, on_device
+from benchmark.profile import append_row, check_header, format_table, measurement_identity, on_device
 
 # The precision check's bounds against eager fp32, as (loss, BN statistics) relative differences.
 # Calibrated on a CPU (ResNet-20, 30 steps at lr 0.01): compiled fp32 came within 0.06% (loss) and
@@ -249,7 +249,7 @@ def run_checks(names: Sequence[str], device: torch.device, out: Path, config: Gp
     """Run the named checks in order, appending each one's outcomes to `<out>/checks.csv` as it ends."""
     table = Path(out) / "checks.csv"
     check_header(table, COLUMNS)
-    ident = identify(device)
+    ident = measurement_identity(device)
     run_started = _now()
     outcomes: list[Outcome] = []
     started = time.perf_counter()

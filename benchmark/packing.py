@@ -44,15 +44,15 @@ import torch
 
 from benchmark.errors import BenchmarkError, ModelError, SuiteError
 from benchmark.models import model_info
-from benchmark.profile import append_row, check_header, identify, skip_reason, timing_optimizer
-from benchmark.provenance import cpu_model
+from benchmark.hardware import cpu_model
+from benchmark.profile import (IDENTITY_COLUMNS, append_row, check_header, measurement_identity, native_precisions,
+                               skip_reason, timing_optimizer)
 from benchmark.step import PRECISIONS
 
 COLUMNS = (
     "model", "trials", "batch_size", "precision", "channels_last", "compiled", "loader", "steps",
     "rounds", "images_per_s_total", "images_per_s_per_trial", "speedup_vs_one", "efficiency",
-    "device_kind", "device_name", "cpu_model", "cores", "driver", "cuda_version", "torch_version",
-    "hostname", "git_commit", "measured_at",
+    *IDENTITY_COLUMNS, "measured_at",
 )
 SYNTHETIC_IMAGES = 10_240  # 80 batches of 128 per epoch: epoch boundaries are part of the stream
 
@@ -200,12 +200,13 @@ def run_packing(config: PackingConfig, out: Path, device: torch.device) -> list[
     if config.trials is None:
         config = dataclasses.replace(config, trials=(1, 4) if device.type == "cuda" else (1, cores))
     config = validate(config, device, cores)
+    config = dataclasses.replace(config, precision=native_precisions((config.precision,), device)[0])
     table = Path(out) / "packing.csv"
     check_header(table, COLUMNS)
     if ray.is_initialized():
         raise BenchmarkError("packing: Ray is already running in this process; the measurement needs its own "
                              "private instance with exactly this device")
-    ident = identify(device)
+    ident = measurement_identity(device)
     ks = sorted(set(config.trials) | {1})
     samples: dict[int, list[tuple[float, float]]] = {k: [] for k in ks}
     # A private instance that sees one GPU at most: all k trials must share the same device.

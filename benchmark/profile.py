@@ -23,7 +23,6 @@ import os
 import shutil
 import socket
 import statistics
-import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -35,30 +34,21 @@ from pathlib import Path
 
 import torch
 
+from benchmark import hardware
 from benchmark.errors import ModelError, ResultsError, SuiteError
+from benchmark.hardware import IDENTITY_COLUMNS as HARDWARE_COLUMNS
 from benchmark.models import build_model, count_multiply_adds, model_info
-from benchmark.provenance import cpu_model, git_commit
+from benchmark.provenance import git_commit
 from benchmark.step import PRECISIONS, TrainStep, autocast, autocast_dtype, compile_mode, memory_format
 
+# The device's identity (benchmark/hardware.py) and the software, the same in packing.csv.
+IDENTITY_COLUMNS = (*HARDWARE_COLUMNS, "torch_version", "hostname", "git_commit")
 COLUMNS = (
     "model", "mode", "batch_size", "precision", "channels_last", "compiled", "images_per_s",
-    "peak_memory_mb", "flops_fraction", "device_kind", "device_name", "device_peak_tflops",
-    "cpu_model", "cores", "driver", "cuda_version", "torch_version", "hostname", "git_commit",
-    "measured_at",
+    "peak_memory_mb", "flops_fraction", "device_peak_tflops", *IDENTITY_COLUMNS, "measured_at",
 )
 MODES = ("train", "infer")
 
-# Dense peak TFLOP/s per precision from the vendor datasheets (NVIDIA H100 Tensor Core GPU
-# datasheet; H200 datasheet: same compute as H100 SXM; A100 datasheet). "tf32" is what fp32
-# convolutions run at while torch.backends.cudnn.allow_tf32 is on, PyTorch's default.
-# Matched in order against torch.cuda.get_device_name(); unknown GPUs get no fraction.
-GPU_PEAK_TFLOPS: tuple[tuple[tuple[str, ...], dict[str, float]], ...] = (
-    (("H100", "NVL"), {"bf16": 835.0, "fp16": 835.0, "tf32": 417.5, "fp32": 60.0}),
-    (("H100", "PCIe"), {"bf16": 756.0, "fp16": 756.0, "tf32": 378.0, "fp32": 51.2}),
-    (("H100",), {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 66.9}),  # SXM
-    (("H200",), {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 66.9}),
-    (("A100",), {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5}),
-)
 # A training step costs about 3x the forward pass (forward, then gradients w.r.t. activations and
 # weights), the usual convention; DESIGN "Facts that matter".
 TRAIN_FORWARD_RATIO = 3
@@ -122,70 +112,25 @@ def load_config(path: Path) -> ProfileConfig:
     return validate(ProfileConfig(**values), where=str(path))
 
 
-def identify(device: torch.device) -> dict[str, str]:
-    """The device columns of a row: GPU name, driver and CUDA, or the CPU model and core count."""
-    info = {
-        "device_kind": device.type, "cpu_model": cpu_model(), "cores": str(len(os.sched_getaffinity(0))),
-        "driver": "", "cuda_version": "", "torch_version": torch.__version__,
-        "hostname": socket.gethostname(), "git_commit": git_commit(),
-    }
-    if device.type == "cuda":
-        info["device_name"] = torch.cuda.get_device_name(device)
-        info["driver"] = _nvidia_driver()
-        info["cuda_version"] = torch.version.cuda or ""
-    else:
-        info["device_name"] = info["cpu_model"]
-    return info
+def measurement_identity(device: torch.device) -> dict[str, str]:
+    """The IDENTITY_COLUMNS of a row: the device (benchmark/hardware.py) and the software."""
+    return {**hardware.identify(device).columns(), "torch_version": torch.__version__,
+            "hostname": socket.gethostname(), "git_commit": git_commit()}
 
 
-def _nvidia_driver() -> str:
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, check=True, timeout=30,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.splitlines()[0].strip() if out.strip() else ""
-
-
-def peak_tflops(device: torch.device, precision: str) -> float | None:
-    """The device's peak TFLOP/s for `precision`: datasheet on known GPUs, measured on a CPU.
-
-    A CPU has no datasheet number we can trust for the machine we are lent (cores are shared,
-    clocks vary), so its "peak" is the best rate of two dense kernels in the same dtype, best of
-    five runs each: a 2048x2048 matmul and a 3x3 convolution with 64 channels on 32x32 channels-last
-    maps (the widest conv of the paper's CIFAR nets). oneDNN ran ResNet-20's convs faster than the
-    matmul alone on these machines (direct brgemm kernels, not Winograd), hence the conv. The fraction
-    then says how close the whole net gets to its best kernel here, not to the silicon's limit, and
-    it is as noisy as the machine is shared.
-    """
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        key = "tf32" if precision == "fp32" and torch.backends.cudnn.allow_tf32 else precision
-        for needles, table in GPU_PEAK_TFLOPS:
-            if all(n in name for n in needles):
-                return table[key]
-        return None
-    if device.type != "cpu" or precision == "fp16":
-        return None
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
-    x = torch.randn(32, 64, 32, 32, dtype=dtype).contiguous(memory_format=torch.channels_last)
-    w = torch.randn(64, 64, 3, 3, dtype=dtype).contiguous(memory_format=torch.channels_last)
-    kernels = (
-        (partial(torch.mm, a, b), 2 * 2048**3),
-        (partial(torch.nn.functional.conv2d, x, w, padding=1), 2 * 32 * 32 * 32 * 64 * 64 * 9),
-    )
-    best = 0.0
-    with torch.inference_mode():
-        for kernel, flops in kernels:
-            kernel()
-            for _ in range(5):
-                started = time.perf_counter()
-                kernel()
-                best = max(best, flops / (time.perf_counter() - started))
-    return best / 1e12
+def native_precisions(precisions: Sequence[str], device: torch.device, strict: bool = False) -> tuple[str, ...]:
+    """`precisions` with bf16 replaced by fp32 where the CPU has no native bf16 (one line says so;
+    `strict` raises instead), without repeats."""
+    identity = hardware.identify(device)
+    chosen: list[str] = []
+    for precision in precisions:
+        if precision == "bf16":
+            precision, note = hardware.resolve_precision(precision, identity, strict)
+            if note:
+                print(note, flush=True)
+        if precision not in chosen:
+            chosen.append(precision)
+    return tuple(chosen)
 
 
 def skip_reason(device: torch.device, precision: str, compiled: bool) -> str | None:
@@ -326,12 +271,16 @@ def _seconds_per_iteration(run, iters: int, device: torch.device) -> float:  # n
     return statistics.median(times)
 
 
-def run_profile(config: ProfileConfig, out: Path, device: torch.device) -> list[dict[str, str]]:
-    """Measure every applicable combination, appending each row to `out`/throughput.csv as it comes."""
+def run_profile(config: ProfileConfig, out: Path, device: torch.device, strict: bool = False) -> list[dict[str, str]]:
+    """Measure every applicable combination, appending each row to `out`/throughput.csv as it comes.
+
+    bf16 on a CPU without native bf16 is measured as fp32 instead, said in one line (with `strict`,
+    an error): emulated bf16 is no path anyone should train on (benchmark/hardware.py)."""
     validate(config)
+    config = dataclasses.replace(config, precisions=native_precisions(config.precisions, device, strict))
     table = Path(out) / "throughput.csv"
     check_header(table, COLUMNS)
-    ident = identify(device)
+    ident = measurement_identity(device)
     # Fixed input shapes: let cuDNN pick the fastest conv algorithms (what a tuned GPU run does).
     cudnn_benchmark = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = device.type == "cuda"
@@ -346,6 +295,7 @@ def run_profile(config: ProfileConfig, out: Path, device: torch.device) -> list[
 def _measure_all(config: ProfileConfig, table: Path, ident: dict[str, str], device: torch.device) -> list[dict[str, str]]:
     with torch.device("meta"):  # shapes only: counting needs no weights (ResNet-152 or -1202 cost nothing)
         macs = {name: count_multiply_adds(build_model(name), model_info(name).input_size) for name in config.models}
+    identity = hardware.identify(device)
     peaks: dict[str, float | None] = {}
     rows = []
     grid = product(config.models, config.batch_sizes, config.precisions, config.channels_last, config.compile)
@@ -354,7 +304,7 @@ def _measure_all(config: ProfileConfig, table: Path, ident: dict[str, str], devi
             print(f"skip {name} {precision} compile={compiled}: {reason}")
             continue
         if precision not in peaks:
-            peaks[precision] = peak_tflops(device, precision)
+            peaks[precision] = hardware.peak_tflops(identity, precision)
         peak = peaks[precision]
         for mode in config.modes:
             images_per_s, memory = measure(

@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--iters", type=int, metavar="N")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
     parser.add_argument("--out", type=Path, default=Path("results/throughput"))
+    parser.add_argument("--strict", action="store_true",
+                        help="bf16 on a CPU without native bf16 is an error (default: measured as fp32, said in one line)")
     parser.set_defaults(func=main)
 
     packing = subparsers.add_parser(
@@ -90,7 +92,7 @@ def main(args: argparse.Namespace) -> int:
     }
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     device = _device(args.device)
-    rows = profile.run_profile(config, args.out, device)
+    rows = profile.run_profile(config, args.out, device, strict=args.strict)
     if rows:
         print(profile.format_table(rows))
         print(f"appended {len(rows)} rows to {args.out / 'throughput.csv'} ({rows[0]['device_name']})")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import platform
 import shutil
 import socket
@@ -13,6 +12,8 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
+
+from benchmark import hardware
 
 PACKAGES = ("torch", "torchvision", "numpy", "ray", "ffcv")
 PACKAGE_DIR = Path(__file__).resolve().parent  # the `benchmark` package: the code a trial runs
@@ -93,30 +94,23 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def device_name(device: torch.device) -> str:
-    """A readable name of the device a trial ran on, e.g. `cuda: NVIDIA H100 80GB HBM3`."""
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"cpu: {cpu_model()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
-
-
 def provenance(device: torch.device) -> dict[str, str]:
     """Where a trial runs: device, software and host. The code version is the driver's
     (`code_version`), captured once per suite: a worker on another node may have no git checkout."""
+    machine = hardware.identify(device)
+    identity = machine.columns()
     return {
-        "device": device_name(device),
+        "device": machine.describe(),
+        **{column: identity[column] for column in hardware.RUN_HARDWARE_COLUMNS if column in identity},
+        # the peaks known without measuring here (datasheet, or this machine's cached probe): a
+        # trial must not probe while other trials load the cores
+        **{f"peak_tflops_{p}": _number(hardware.peak_tflops(machine, p, probe=False)) for p in ("fp32", "bf16")},
         "python_version": platform.python_version(),
         "hostname": socket.gethostname(),
         "cuda_version": torch.version.cuda or "",
         **package_versions(),
     }
+
+
+def _number(value: float | None) -> str:
+    return f"{value:.4f}" if value else ""

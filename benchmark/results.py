@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import ResultsError
+from benchmark.hardware import RUN_HARDWARE_COLUMNS
 from benchmark.recipes import RECIPE_COLUMNS
 
 METRIC_COLUMNS = (
@@ -42,7 +43,7 @@ RUN_COLUMNS = (
     "steps", "start_step", "final_train_error", "final_eval_error", "final_eval_top5_error", "final_eval_loss",
     "eval_split", "eval_ten_crop", "images_per_s", "wall_s", "peak_memory_mb", "nonfinite_steps", "dataset",
     "data_source", "data_fingerprint", "split", "loader", "precision", "channels_last", "compile", "tf32",
-    "deterministic", "cuda_graphs", "eval_every", *RECIPE_COLUMNS, "device", "node",
+    "deterministic", "cuda_graphs", "eval_every", *RECIPE_COLUMNS, "device", *RUN_HARDWARE_COLUMNS, "node",
     "git_commit", "code_version", "allowed_changes", "torch_version", "torchvision_version", "numpy_version",
     "ray_version", "ffcv_version", "cuda_version", "python_version", "hostname", "storage", "checkpoint",
     "started_at", "finished_at", "error",

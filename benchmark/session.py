@@ -38,6 +38,10 @@ class TrialSession(Protocol):
         """Record one evaluation row; `payload` is the checkpoint of the same step (None: no new one)."""
         ...
 
+    def heartbeat(self, row: dict[str, Any]) -> None:
+        """Show the trial's step and images/s between evaluations (benchmark/heartbeat.py); not a row."""
+        ...
+
 
 def set_aside(directory: Path) -> Path:
     """Rename an unreadable checkpoint directory out of the way, keeping it for inspection."""
@@ -47,10 +51,13 @@ def set_aside(directory: Path) -> Path:
 
 
 class DirectorySession:
-    """Checkpoints in `directory` (None: no checkpoints), rows to `report`."""
+    """Checkpoints in `directory` (None: no checkpoints), rows to `report`, heartbeats to
+    `heartbeat` (None: dropped)."""
 
-    def __init__(self, report: Callable[[dict[str, Any]], None], directory: Path | None = None, node: str | None = None) -> None:
+    def __init__(self, report: Callable[[dict[str, Any]], None], directory: Path | None = None, node: str | None = None,
+                 heartbeat: Callable[[dict[str, Any]], None] | None = None) -> None:
         self._report = report
+        self._heartbeat = heartbeat
         self.directory = Path(directory) if directory is not None else None
         self.node = node or socket.gethostname()
 
@@ -69,3 +76,7 @@ class DirectorySession:
         if payload is not None and self.directory is not None:
             write_payload(self.directory, payload)
         self._report(row)
+
+    def heartbeat(self, row: dict[str, Any]) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat(row)

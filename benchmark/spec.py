@@ -126,7 +126,9 @@ class Suite(_Strict):
     grid: Grid
     seeds: list[int] = Field(default=[0], min_length=1)
     resources: Resources = Resources()
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # auto: bf16 where the device computes it natively, else fp32 (benchmark/hardware.py); the fleet
+    # makes it concrete before any trial exists, so trials and runs.csv hold fp32 or bf16.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
     channels_last: bool = False
     compile: bool = False
     # TF32 inside fp32 matmuls and convolutions (Ampere and newer GPUs; no effect elsewhere). Off by

@@ -32,6 +32,7 @@ import torch
 
 from benchmark.backends import numerics, peak_memory_mb, release_memory, reset_peak_memory
 from benchmark.errors import BenchmarkError, DataError
+from benchmark.heartbeat import Heartbeat
 from benchmark.provenance import provenance
 from benchmark.schedule import LRSchedule
 from benchmark.session import TrialSession
@@ -177,6 +178,7 @@ def _train(trial: Trial, session: TrialSession, device: torch.device, data: Cifa
     started = time.perf_counter()
     interval_start, interval_samples = started, 0
     window = _Window()
+    heartbeat = Heartbeat(session, fields=attempt)  # step and images/s between evaluations, for the live view
     last_row: dict[str, Any] | None = state["last_row"]
     first_step = step
     # Steps with a NaN/inf loss over the whole trial, carried across a resume by the last row.
@@ -191,6 +193,7 @@ def _train(trial: Trial, session: TrialSession, device: torch.device, data: Cifa
             trainer.step(x, y)
             step += 1
             interval_samples += y.shape[0]
+            heartbeat.step(step, y.shape[0])
             evaluating = step % trial.eval_every == 0 or step >= recipe.max_steps
             if step - first_step == CUDA_GRAPH_CHECK_STEPS or evaluating:
                 trainer.verify_cuda_graphs()  # once; before any evaluation reads BN's statistics
@@ -234,6 +237,7 @@ def _train(trial: Trial, session: TrialSession, device: torch.device, data: Cifa
                 if done:
                     return last_row
                 interval_start, interval_samples = time.perf_counter(), 0
+                heartbeat.restart()
     assert last_row is not None
     return last_row
 

@@ -151,10 +151,13 @@ def test_every_configuration_is_measured_with_its_device_current(monkeypatch: py
         current.pop()
 
     monkeypatch.setattr(torch.cuda, "device", cuda_device)
-    fake_ident = {**profile.identify(torch.device("cpu")), "device_kind": "cuda", "device_name": "GPU 1"}
-    monkeypatch.setattr(profile, "identify", lambda d: fake_ident)
+    fake_ident = {**profile.measurement_identity(torch.device("cpu")), "device_kind": "cuda", "device_name": "GPU 1"}
+    monkeypatch.setattr(profile, "measurement_identity", lambda d: fake_ident)
     monkeypatch.setattr(profile, "_prime", lambda d: seen.append(("prime", d, list(current))))
-    monkeypatch.setattr(profile, "peak_tflops", lambda d, precision: None)
+    monkeypatch.setattr(profile.hardware, "peak_tflops", lambda hw, precision: None)
+    # The device's identity is read on the CPU (no GPU here): only the device stream's handling is under test.
+    cpu_identity = profile.hardware.identify(torch.device("cpu"))
+    monkeypatch.setattr(profile.hardware, "identify", lambda d: cpu_identity)
     monkeypatch.setattr(profile, "skip_reason", lambda *args: None)
     monkeypatch.setattr(profile, "measure", lambda *args: seen.append(("measure", args[-1], list(current))) or (100.0, 1.0))
     config = profile.ProfileConfig(models=("resnet20",), precisions=("fp32",), channels_last=(False,), modes=("train",))

@@ -270,3 +270,18 @@ def test_runs_without_optional_provenance_columns_still_report(tmp_path: Path) -
     (folder / "runs.csv").write_text("\n".join(",".join(line.split(",")[i] for i in keep) for line in lines) + "\n")
     markdown = (build_report(folder, tmp_path / "report") / "report.md").read_text()
     assert "git commits:" not in markdown and "devices:" in markdown
+
+
+def test_the_report_says_when_the_recipe_was_scaled(tmp_path: Path) -> None:
+    """A time-budgeted CPU run (benchmark/planner.py) trains cifar10_he2015_scaled: the report says
+    its drops were scaled to the run's length, and does not for the paper's own recipe."""
+    folder = tmp_path / "suite"
+    shutil.copytree(FIXTURES / "cifar_mini", folder)
+    runs = pd.read_csv(folder / "runs.csv", dtype=str, keep_default_na=False)
+    markdown = (build_report(folder, tmp_path / "paper") / "report.md").read_text()
+    assert "Recipe cifar10_he2015:" in markdown and "scaled" not in markdown
+    runs = runs.assign(recipe="cifar10_he2015_scaled", recipe_max_steps="2100", recipe_lr_milestones="1050 1575")
+    runs.to_csv(folder / "runs.csv", index=False)
+    markdown = (build_report(folder, tmp_path / "scaled") / "report.md").read_text()
+    assert "Recipe cifar10_he2015_scaled: 2100 iterations, learning rate divided at 1,050 and 1,575" in markdown
+    assert "drops scaled to this length" in markdown

@@ -6,6 +6,7 @@ storage options do not apply here.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ from benchmark.spec import Trial
 
 class _LocalSession(DirectorySession):
     def __init__(self, trial_id: str, recorder: FleetRecorder, plan: FleetPlan) -> None:
-        super().__init__(self._record, checkpoint_dir(plan.state_dir, trial_id))
+        super().__init__(self._record, checkpoint_dir(plan.state_dir, trial_id),
+                         heartbeat=partial(recorder.heartbeat, trial_id))
         self.trial_id = trial_id
         self.recorder = recorder
         self._saved = False

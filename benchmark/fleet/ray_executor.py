@@ -19,6 +19,7 @@ from benchmark.errors import ResultsError
 from benchmark.fleet.executor import FleetPlan
 from benchmark.fleet.preflight import trial_request
 from benchmark.fleet.recorder import FleetRecorder, trial_work
+from benchmark.fleet.ray_trial import HEARTBEAT
 from benchmark.fleet.storage import Storage
 from benchmark.spec import Trial
 
@@ -124,6 +125,9 @@ def _callback_class() -> type:
             self._guarded(lambda: self.recorder.start(trial_id_of(trial)))
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+            if result.get(HEARTBEAT):
+                self._guarded(lambda: self.recorder.heartbeat(trial_id_of(trial), result))
+                return
             self._guarded(lambda: self.recorder.result(trial_id_of(trial), result))
 
         def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:

@@ -17,6 +17,8 @@ from typing import Any
 from benchmark.checkpoint import CheckpointError, read_payload, write_payload
 from benchmark.errors import BenchmarkError
 from benchmark.session import Restored
+
+HEARTBEAT = "heartbeat"  # marks a heartbeat among the trial's Tune reports
 from benchmark.spec import Trial
 
 
@@ -51,6 +53,11 @@ class RaySession:
             except OSError as move_error:
                 moved = f"could not be set aside ({move_error})"
             return Restored(None, f"{exc}; {moved}; the trial restarts from step 0")
+
+    def heartbeat(self, row: dict[str, Any]) -> None:
+        from ray import tune
+
+        tune.report({**row, HEARTBEAT: True})  # the driver's callback shows it and writes no row
 
     def report(self, row: dict[str, Any], payload: dict[str, Any] | None = None) -> None:
         from ray import tune

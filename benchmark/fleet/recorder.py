@@ -1,4 +1,4 @@
-"""The fleet's single writer: trial reports become table rows and a console view.
+"""The fleet's single writer: trial reports become table rows, TensorBoard curves and a console view.
 
 Only the driver process writes the results folder; executors call this recorder from wherever
 their trials' reports arrive (in-process, or a Ray Tune callback on the driver).
@@ -16,6 +16,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from benchmark.fleet.curves import TrainingCurves
+from benchmark.fleet.progress import FleetView, TrialProgress
 from benchmark.results import FINISHED, RUN_COLUMNS, ResultsWriter
 from benchmark.spec import Trial
 
@@ -33,15 +35,25 @@ class FleetRecorder:
     """Turns trial reports into table rows and a live console view (state, step, errors, ETA)."""
 
     def __init__(self, writer: ResultsWriter, trials: list[Trial], out: Callable[[str], None] = print_line,
-                 run_fields: dict[str, Any] | None = None) -> None:
+                 run_fields: dict[str, Any] | None = None, view: FleetView | None = None) -> None:
         self.writer = writer
         self.trials = {trial.trial_id: trial for trial in trials}
         self.out = out
+        self.view = view  # the live view on a terminal (benchmark/fleet/progress.py); None: lines only
         self.run_fields = dict(run_fields or {})  # what the driver knows of every trial it runs (code version, storage)
         self.started = time.monotonic()
         self.steps_at_start = {t.trial_id: self._written_step(t.trial_id) for t in trials}
         self.current_step = dict(self.steps_at_start)
         self.attempts: dict[str, str] = {}
+        self.shown = {t.trial_id: TrialProgress(t.trial_id, t.recipe.max_steps, writer.status(t.trial_id) or "pending",
+                                                self.current_step[t.trial_id]) for t in trials}
+        self.curves = TrainingCurves(writer.folder)  # TensorBoard event files, beside the tables
+        self._show()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray Tune pickles its stopper, which reaches this recorder, into its experiment state: the
+        # terminal's live view lives only in this process.
+        return {**self.__dict__, "view": None}
 
     def _written_step(self, trial_id: str) -> int:
         return max(self.writer.last_step.get(trial_id, 0), 0)
@@ -50,12 +62,28 @@ class FleetRecorder:
         self.writer.update_run(trial_id, status="running", error="",
                                started_at=self.writer.runs.get(trial_id, {}).get("started_at") or now(),
                                **self.run_fields)
+        self.shown[trial_id].status = "running"
+        self._show()
+
+    def heartbeat(self, trial_id: str, row: dict[str, Any]) -> None:
+        """A trial's step and images/s between evaluations (benchmark/heartbeat.py): shown, not written."""
+        self.current_step[trial_id] = int(row["step"])
+        self.shown[trial_id].beat(row)
+        self._show()
+
+    def _show(self) -> None:
+        if self.view is not None:
+            self.view.update(list(self.shown.values()), self.progress())
+
+    def close(self) -> None:
+        self.curves.close()
 
     def result(self, trial_id: str, row: dict[str, Any], checkpoint: str | None = None) -> None:
         """One evaluation row; `checkpoint`: where the checkpoint of this row's step lives, if known."""
         trial = self.trials[trial_id]
         self._new_attempt(trial_id, row)
         self.writer.add_metrics(trial_id, row)
+        self.curves.add(trial_id, row)
         self.current_step[trial_id] = int(row["step"])
         # The row's own runs-table columns (status, data source, node, provenance, images/s, wall
         # time), then the latest evaluation as the trial's final metrics.
@@ -80,6 +108,8 @@ class FleetRecorder:
             f"train {row['train_error']:6.2f}%  {row.get('eval_split', 'eval')} {row['eval_error']:6.2f}%  "
             f"{row['images_per_s']:7.0f} img/s   {self.progress()}"
         )
+        self.shown[trial_id].evaluated(row, status)
+        self._show()
 
     def _new_attempt(self, trial_id: str, row: dict[str, Any]) -> None:
         """On the first row of an attempt, set aside earlier attempts' rows past its start step."""
@@ -88,6 +118,7 @@ class FleetRecorder:
             return
         self.attempts[trial_id] = attempt
         start = int(row.get("start_step", 0))
+        self.curves.start_attempt(trial_id, start)
         moved = self.writer.set_aside_rows(trial_id, after_step=start, reason=f"attempt {attempt} resumed from step {start}")
         if moved:
             where = f"step {start}" if start else "step 0 (no checkpoint to resume from)"
@@ -103,6 +134,8 @@ class FleetRecorder:
         error = lines[-1][:500] if lines else "failed"  # a traceback's last line says what went wrong
         self.writer.update_run(trial_id, status="failed", error=error, finished_at=now())
         self.out(f"{trial_id:<22} failed: {error}   {self.progress()}")
+        self.shown[trial_id].status = "failed"
+        self._show()
 
     def interrupted(self) -> list[str]:
         """Mark every trial still running as `interrupted` (resumed by the next run)."""

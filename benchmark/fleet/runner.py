@@ -24,8 +24,10 @@ from benchmark.fleet.executor import Executor, FleetPlan
 from benchmark.fleet.local import LocalExecutor
 from benchmark.fleet.lock import FolderLock
 from benchmark.fleet.preflight import check_loader, check_placement, check_precision, check_resumable
+from benchmark.fleet.progress import FleetView
 from benchmark.fleet.recorder import FleetRecorder, print_line
 from benchmark.fleet.storage import open_storage
+from benchmark.hardware import fit_suite_precision
 from benchmark.provenance import CodeVersion, code_version
 from benchmark.results import FINISHED, ResultsWriter
 from benchmark.spec import Suite, Trial
@@ -43,16 +45,23 @@ def run_suite(
     code: CodeVersion | None = None,
     cwd: Path | None = None,
     trainable: Callable[..., None] | None = None,
+    strict: bool = False,
+    view: FleetView | None = None,
 ) -> dict[str, str]:
     """Run every unfinished trial of `suite`; returns {trial_id: status}.
 
     `storage`: where the Ray executor's checkpoints live (default: the suite's `storage`, else
     `<results folder>/_state/ray`). `code`: the code version to record (default: this checkout's).
-    `trainable`: a stand-in for the Ray trial function (tests of placement).
+    `trainable`: a stand-in for the Ray trial function (tests of placement). `strict`: bf16 on a
+    CPU without native bf16 is an error instead of fp32 (`benchmark.hardware.fit_suite_precision`).
+    `view`: the live view of a terminal (benchmark/fleet/progress.py); None: lines only.
     """
     folder = Path(results_dir) if results_dir else Path(results_root) / suite.name
     check_loader(suite)
     check_precision(suite)
+    suite, note = fit_suite_precision(suite, strict)  # `auto` and emulated bf16 become what is fast here
+    if note:
+        out(note)
     storage = storage or suite.storage
     if executor == "local" and storage:
         raise SuiteError(f"storage {storage}: checkpoint storage is the Ray executor's; --executor local keeps "
@@ -70,7 +79,7 @@ def run_suite(
                     "releasing its lock; taking over")
             run_fields = {"git_commit": code.git_commit, "code_version": code.code_version,
                           "data_fingerprint": data.fingerprint, "storage": storage_uri}
-            return _run_in_folder(suite, folder, runner, data, code, run_fields, allow_changes, out)
+            return _run_in_folder(suite, folder, runner, data, code, run_fields, allow_changes, out, view)
 
 
 def _ray_executor(cleanup: ExitStack, suite: Suite, folder: Path, address: str | None, storage: str | None,
@@ -89,7 +98,8 @@ def _ray_executor(cleanup: ExitStack, suite: Suite, folder: Path, address: str |
 
 
 def _run_in_folder(suite: Suite, folder: Path, runner: Executor, data: SuiteData, code: CodeVersion,
-                   run_fields: dict[str, Any], allow_changes: bool, out: Callable[[str], None]) -> dict[str, str]:
+                   run_fields: dict[str, Any], allow_changes: bool, out: Callable[[str], None],
+                   view: FleetView | None = None) -> dict[str, str]:
     """With the folder's lock held: check it may continue, register new trials, run the rest."""
     trials = suite.trials()
     writer = ResultsWriter(folder, out=out)
@@ -102,7 +112,7 @@ def _run_in_folder(suite: Suite, folder: Path, runner: Executor, data: SuiteData
     out(f"suite {suite.name}: {len(trials)} trials ({len(trials) - len(pending)} already finished), results in {folder}")
     plan = FleetPlan(state_dir=writer.state_dir.resolve(), data=data, package_hash=code.package_hash,
                      resume=_checkpoints_to_resume(writer, pending, runner, out))
-    recorder = FleetRecorder(writer, trials, out=out, run_fields=run_fields)
+    recorder = FleetRecorder(writer, trials, out=out, run_fields=run_fields, view=view)
     if pending:
         try:
             runner.run(pending, recorder, plan)
@@ -111,6 +121,8 @@ def _run_in_folder(suite: Suite, folder: Path, runner: Executor, data: SuiteData
             out(f"suite {suite.name}: interrupted; {len(stopped)} running trial(s) marked interrupted "
                 "(run the same command to resume)")
             raise
+        finally:
+            recorder.close()
     return {t.trial_id: writer.status(t.trial_id) for t in trials}
 
 

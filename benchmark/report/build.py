@@ -54,9 +54,27 @@ def _summary(results: Results) -> list[Block]:
             provenance.append(f"{label}: {', '.join(values)}")
     return [Paragraph(f"Results folder: {results.path}. {len(runs)} trials: "
                       + ", ".join(f"{n} {status}" for status, n in counts.items()) + "."),
+            *_recipes(runs),
             Paragraph("; ".join(provenance) + "." if provenance else "No provenance recorded."),
             Paragraph("All final errors are the last evaluation of each trial, never the best over time "
                       "(that would select on the test set). Errors are percentages.")]
+
+
+def _recipes(runs: pd.DataFrame) -> list[Block]:
+    """Which recipe the trials ran, saying when its learning-rate drops were scaled to a shorter run
+    (`cifar10_he2015_scaled`, benchmark/recipes.py): not the paper's 64k-iteration schedule."""
+    if not {"recipe", "recipe_max_steps", "recipe_lr_milestones"} <= set(runs.columns):
+        return []
+    blocks: list[Block] = []
+    columns = ["recipe", "recipe_max_steps", "recipe_lr_milestones"]
+    for name, steps, milestones in runs[columns].drop_duplicates().itertuples(index=False):
+        drops = " and ".join(f"{int(m):,}" for m in str(milestones).split()) or "none"
+        text = f"Recipe {name}: {_num(float(steps), 0)} iterations, learning rate divided at {drops}"
+        if str(name).endswith("_scaled"):
+            text += (" — the paper's recipe (Section 4.2) with its drops scaled to this length, at the fractions "
+                     "32k and 48k are of 64k; a shortened schedule of ours, not the paper's")
+        blocks.append(Paragraph(text + "."))
+    return blocks
 
 
 def _missing(results: Results) -> list[Block]:

@@ -31,6 +31,7 @@ import torch
 
 from benchmark.data import load_cifar10
 from benchmark.errors import DataError
+from benchmark.hardware import fast_precision, identify
 from benchmark.models import build_model
 from benchmark.speedup import BATCH, EpochComparison, cudnn_autotune, sgd
 from benchmark.step import TrainStep
@@ -89,16 +90,18 @@ def cifar():  # noqa: ANN201
 
 
 # The goals (issue #6: >= 1.5x for ResNet-20 on a CPU, >= 4x for ResNet-56 on a GPU) are asserted on
-# the full fast step: channels-last, bf16 autocast and torch.compile, the levers the issue names. The
-# fp32 fast path is reported beside it: on the CPU it lands at 1.48-1.54x, too close to the line to
-# assert on a shared 2-core machine.
+# the fast step this machine would actually train with (issue 13): channels-last, torch.compile and
+# the precision `benchmark.hardware` picks for it, bf16 autocast where bf16 is native, else fp32 (on
+# a CPU that emulates bf16 its bf16 row is still measured and printed, never asserted). On the
+# AVX-512 development machine that is bf16; its fp32 row lands at 1.48-1.54x there.
 GOALS = {"cpu": {"resnet20": 1.5}, "cuda": {"resnet56": 4.0}}[DEVICE.type]
+MACHINE_PRECISION = fast_precision(identify(DEVICE))
 
 
 @pytest.mark.parametrize(("model_name", "precision"), [
     ("resnet20", "fp32"), ("resnet20", "bf16"), ("resnet56", "fp32"), ("resnet56", "bf16")])
 def test_epoch_speedup(benchmark, cifar, model_name: str, precision: str) -> None:  # noqa: ANN001
-    goal = GOALS.get(model_name) if precision == "bf16" else None
+    goal = GOALS.get(model_name) if precision == MACHINE_PRECISION else None
     comparison = EpochComparison(model_name, cifar, DEVICE, precision=precision, steps=STEPS, warmup=EPOCH_WARMUP,
                                  baseline_workers=BASELINE_WORKERS)
     comparison.warm_up()  # compiles forward, then backward
