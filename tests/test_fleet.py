@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fleet_support import REPO, TINY, check_complete, read_tables, rows_of, run_command, start_driver, tiny_suite, wait_for
+from fleet_support import REPO, check_complete, read_tables, rows_of, run_command, start_driver, tiny_suite, wait_for
 
 from benchmark.__main__ import main
 from benchmark.results import METRIC_COLUMNS
@@ -80,8 +80,8 @@ def test_killed_run_resumes_without_rerunning_finished_trials(tmp_path: Path) ->
 
 def test_a_failing_trial_is_recorded_and_the_fleet_goes_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # 16 training images cannot make a batch of 32: the trial raises inside training (not in preflight)
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY.format(models="resnet20", steps=4, every=2).replace("train_subset: 512", "train_subset: 16"))
+    path = tiny_suite(tmp_path, models="resnet20", steps=4, every=2)
+    path.write_text(path.read_text().replace("train_subset: 512", "train_subset: 16"))
     status = main(["run", str(path), "--executor", "local", "--results", str(tmp_path / "results"), "--no-report"])
     assert status == 1
     runs = pd.read_csv(tmp_path / "results" / "tiny" / "runs.csv")
