@@ -3,6 +3,7 @@ default: an unknown name, an unknown value, or an option the model does not have
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -45,12 +46,8 @@ def parse_options(info: ModelInfo, options: Mapping[str, object]) -> ModelOption
             raise ModelError(_not_taken(model, key, value, allowed))
 
     shortcut = given.get("shortcut", info.default_shortcut) if residual else None
-    if residual and shortcut not in SHORTCUTS:
-        raise ModelError(
-            f"unknown shortcut {shortcut!r} for {model}; expected 'A' (identity, zero-padding "
-            "where dimensions increase), 'B' (projection where dimensions increase) or "
-            "'C' (projection on every shortcut)"
-        )
+    if residual:
+        _check_shortcut(model, shortcut)
     preact = given.get("preact", False)
     if not isinstance(preact, bool):
         raise ModelError(f"preact must be true or false for {model}, got {preact!r}")
@@ -76,3 +73,50 @@ def _not_taken(model: str, key: str, value: object, allowed: tuple[str, ...]) ->
             f"(only ImageNet resnet50/101/152 take it; {takes})"
         )
     return f"unknown option {key}={value!r} for {model}; {takes}"
+
+
+# The options of the relatives (highway, wide, resnext, densenet, preact_bottleneck): each takes
+# num_classes, and some a dropout rate, a gate bias or a shortcut option (for its carry path).
+RELATIVE_DEFAULTS: dict[str, object] = {"num_classes": None, "dropout": 0.0, "gate_bias": None, "shortcut": None}
+
+
+def parse_relative_options(info: ModelInfo, options: Mapping[str, object], **defaults: object) -> dict[str, object]:
+    """Validate the options of a relative of the paper's nets; None (or a missing option) takes
+    ``defaults``, then the model's own record (num_classes, default_shortcut).
+
+    Returns every option ``info.options`` names, resolved.
+    """
+    model, allowed = info.name, info.options
+    given = {key: value for key, value in options.items() if value is not None}
+    for key, value in given.items():
+        if key not in allowed:
+            raise ModelError(_not_taken(model, key, value, allowed))
+    resolved = {key: given.get(key, defaults.get(key, RELATIVE_DEFAULTS.get(key))) for key in allowed}
+    if "num_classes" in resolved:
+        resolved["num_classes"] = resolved["num_classes"] or info.num_classes
+        value = resolved["num_classes"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ModelError(f"num_classes must be a positive integer for {model}, got {value!r}")
+    if "dropout" in resolved:
+        value = resolved["dropout"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise ModelError(f"dropout must be a probability in [0, 1) for {model}, got {value!r}")
+        resolved["dropout"] = float(value)
+    if "gate_bias" in resolved:
+        value = resolved["gate_bias"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ModelError(f"gate_bias must be a finite number for {model} (the paper uses a negative one), got {value!r}")
+        resolved["gate_bias"] = float(value)
+    if "shortcut" in resolved:
+        resolved["shortcut"] = resolved["shortcut"] or info.default_shortcut
+        _check_shortcut(model, resolved["shortcut"])
+    return resolved
+
+
+def _check_shortcut(model: str, shortcut: object) -> None:
+    if shortcut not in SHORTCUTS:
+        raise ModelError(
+            f"unknown shortcut {shortcut!r} for {model}; expected 'A' (identity, zero-padding "
+            "where dimensions increase), 'B' (projection where dimensions increase) or "
+            "'C' (projection on every shortcut)"
+        )
