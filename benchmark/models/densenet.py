@@ -45,9 +45,11 @@ class DenseLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(self.relu1(self.norm1(x)))
-        out = F.dropout(out, self.dropout, self.training)
+        if self.dropout:
+            out = F.dropout(out, self.dropout, self.training)
         out = self.conv2(self.relu2(self.norm2(out)))
-        out = F.dropout(out, self.dropout, self.training)
+        if self.dropout:
+            out = F.dropout(out, self.dropout, self.training)
         return torch.cat([x, out], 1)
 
 
