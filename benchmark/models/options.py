@@ -43,7 +43,7 @@ def parse_options(info: ModelInfo, options: Mapping[str, object]) -> ModelOption
     given = {key: value for key, value in options.items() if value is not None}
     for key, value in given.items():
         if key not in allowed:
-            raise ModelError(_not_taken(model, key, value, allowed))
+            raise ModelError(_not_taken(model, key, value, allowed, info.kind))
 
     shortcut = given.get("shortcut", info.default_shortcut) if residual else None
     if residual:
@@ -63,10 +63,12 @@ def parse_options(info: ModelInfo, options: Mapping[str, object]) -> ModelOption
     return ModelOptions(shortcut, preact, num_classes, stride)
 
 
-def _not_taken(model: str, key: str, value: object, allowed: tuple[str, ...]) -> str:
+def _not_taken(model: str, key: str, value: object, allowed: tuple[str, ...], kind: str = "plain") -> str:
     takes = f"{model} takes: {', '.join(allowed)}"
-    if key == "shortcut":
+    if key == "shortcut" and kind == "plain":
         return f"plain nets have no shortcut: {model} does not take shortcut={value!r} ({takes})"
+    if key == "shortcut":
+        return f"{model} has the shortcuts its paper fixes, so shortcut={value!r} does not apply ({takes})"
     if key == "bottleneck_stride":
         return (
             f"{model} has no bottleneck blocks, so bottleneck_stride={value!r} does not apply "
@@ -75,14 +77,11 @@ def _not_taken(model: str, key: str, value: object, allowed: tuple[str, ...]) ->
     return f"unknown option {key}={value!r} for {model}; {takes}"
 
 
-# The options of the relatives (highway, wide, resnext, densenet, preact_bottleneck): each takes
-# num_classes, and some a dropout rate, a gate bias or a shortcut option (for its carry path).
-RELATIVE_DEFAULTS: dict[str, object] = {"num_classes": None, "dropout": 0.0, "gate_bias": None, "shortcut": None}
-
-
 def parse_relative_options(info: ModelInfo, options: Mapping[str, object], **defaults: object) -> dict[str, object]:
-    """Validate the options of a relative of the paper's nets; None (or a missing option) takes
-    ``defaults``, then the model's own record (num_classes, default_shortcut).
+    """Validate the options of one of the paper's relatives (highway, wide, resnext, densenet,
+    preact_bottleneck): num_classes, and where the model takes them a dropout rate, a gate bias and
+    a shortcut option (for a gated net's carry path). An option given as None (or not given) takes
+    ``defaults``, else the model's record (num_classes, default_shortcut), else no dropout.
 
     Returns every option ``info.options`` names, resolved.
     """
@@ -90,10 +89,10 @@ def parse_relative_options(info: ModelInfo, options: Mapping[str, object], **def
     given = {key: value for key, value in options.items() if value is not None}
     for key, value in given.items():
         if key not in allowed:
-            raise ModelError(_not_taken(model, key, value, allowed))
-    resolved = {key: given.get(key, defaults.get(key, RELATIVE_DEFAULTS.get(key))) for key in allowed}
+            raise ModelError(_not_taken(model, key, value, allowed, info.kind))
+    fallback = {"num_classes": info.num_classes, "shortcut": info.default_shortcut, "dropout": 0.0, **defaults}
+    resolved = {key: given.get(key, fallback.get(key)) for key in allowed}
     if "num_classes" in resolved:
-        resolved["num_classes"] = resolved["num_classes"] or info.num_classes
         value = resolved["num_classes"]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ModelError(f"num_classes must be a positive integer for {model}, got {value!r}")
@@ -108,7 +107,6 @@ def parse_relative_options(info: ModelInfo, options: Mapping[str, object], **def
             raise ModelError(f"gate_bias must be a finite number for {model} (the paper uses a negative one), got {value!r}")
         resolved["gate_bias"] = float(value)
     if "shortcut" in resolved:
-        resolved["shortcut"] = resolved["shortcut"] or info.default_shortcut
         _check_shortcut(model, resolved["shortcut"])
     return resolved
 
