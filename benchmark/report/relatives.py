@@ -174,7 +174,7 @@ def section(results: Results, folder: Path) -> list[Block]:
     throughput = throughput_table(results)
     if throughput.empty:
         blocks.append(Paragraph("No training throughput from `python -m benchmark profile` for these models "
-                                "(suites/relatives_throughput.yaml measures them)."))
+                                "(suites/throughput_relatives.yaml measures them)."))
     else:
         source = results.throughput_path
         blocks += [Heading("Training throughput of the relatives", 3),
