@@ -93,9 +93,10 @@ def relatives_table(results: Results) -> pd.DataFrame:
         elif not own_recipe:
             notes.append(f"trained with {recipe_name or 'an unnamed recipe'}; its paper used "
                          f"{PAPER_RECIPES.get(own.source, 'its own recipe')}")
-        if own is not None and own.statistic in ("median", "single"):
-            notes.append(f"paper: {'median' if own.statistic == 'median' else 'one number'}"
-                         + (f" of {own.n_runs} runs" if own.n_runs and own.n_runs > 1 else ""))
+        if own is not None and own.statistic == "median":
+            notes.append(f"paper: the median of {own.n_runs} runs" if own.n_runs else "paper: a median")
+        elif own is not None and own.statistic == "single":
+            notes.append("paper: one number, no spread given")
         if split and split != "test":
             notes.append(f"evaluated on {split!r}, the papers on the test set")
         if "jpeg" in str(source).lower():
