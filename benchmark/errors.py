@@ -25,3 +25,7 @@ class SuiteError(BenchmarkError):
 
 class ResultsError(BenchmarkError):
     """A results folder or table that is missing, empty or malformed."""
+
+
+class ClaimsError(BenchmarkError):
+    """A claims file (the paper's findings as data) that does not match its schema."""

@@ -100,6 +100,19 @@ def test_bad_checkpoints(tmp_path: Path) -> None:
         analyze(["resnet20"], [tmp_path / "missing.pt"], batch_size=2)
 
 
+class _RunsCode:
+    def __reduce__(self):  # what unpickling would call
+        return (print, ("this must never run",))
+
+
+def test_a_crafted_checkpoint_is_refused_without_running_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    crafted = tmp_path / "crafted.pt"
+    torch.save({"model": _RunsCode()}, crafted)
+    with pytest.raises(ResultsError, match="crafted.pt: not a readable torch.save file of tensors"):
+        analyze(["resnet20"], [crafted], batch_size=2)
+    assert "this must never run" not in capsys.readouterr().out
+
+
 def test_analyze_cli_writes_what_the_report_reads(tmp_path: Path) -> None:
     out = tmp_path / "results" / "suite" / "analysis"
     assert main(["analyze", "--models", "plain20", "resnet20", "--batch-size", "4", "--out", str(out)]) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,50 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fleet_support import REPO, check_complete, read_tables, rows_of, run_command, start_driver, tiny_suite, wait_for
 
 from benchmark.__main__ import main
-from benchmark.results import METRIC_COLUMNS, RUN_COLUMNS
-
-REPO = Path(__file__).resolve().parent.parent
-
-TINY = """\
-name: tiny
-data: {{dataset: cifar10, source: synthetic, train_subset: 512, eval_subset: 256}}
-loader: device
-recipe: {{name: cifar10_he2015, batch_size: 32, max_steps: {steps}, lr: 0.05}}
-grid: {{model: [{models}]}}
-seeds: [0]
-resources: {{cpu: 1}}
-eval_every: {every}
-eval_batch_size: 256
-"""
-
-
-def tiny_suite(tmp_path: Path, models: str = "plain20, resnet20", steps: int = 30, every: int = 10) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY.format(models=models, steps=steps, every=every))
-    return path
-
-
-def read_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return pd.read_csv(folder / "runs.csv"), pd.read_csv(folder / "metrics.csv")
-
-
-def check_complete(runs: pd.DataFrame, metrics: pd.DataFrame, steps: int, every: int) -> None:
-    assert list(runs.columns) == list(RUN_COLUMNS)
-    # Every recipe field reaches the runs table (the writer drops keys it has no column for).
-    recipe_columns = [c for c in runs.columns if c.startswith("recipe_")]
-    assert {"recipe_warmup_max_steps", "recipe_plateau_patience"} <= set(recipe_columns)
-    assert runs[recipe_columns].notna().all().all()
-    assert list(metrics.columns) == list(METRIC_COLUMNS)
-    assert set(runs["status"]) == {"completed"}, runs[["trial_id", "status", "error"]]
-    assert not metrics.duplicated(["trial_id", "step"]).any()
-    for trial_id, rows in metrics.groupby("trial_id"):
-        assert list(rows["step"]) == list(range(every, steps + 1, every)), trial_id
-    assert (runs["data_source"] == "synthetic").all()
-    assert runs["git_commit"].notna().all() and runs["torch_version"].notna().all()
-    assert (runs["recipe_max_steps"] == steps).all() and (runs["recipe_batch_size"] == 32).all()
-
+from benchmark.results import METRIC_COLUMNS
 
 def test_local_executor_trains_and_writes_tidy_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     suite = tiny_suite(tmp_path, steps=30, every=10)
@@ -67,6 +28,9 @@ def test_local_executor_trains_and_writes_tidy_tables(tmp_path: Path, capsys: py
     for trial_id, rows in metrics.groupby("trial_id"):
         assert rows["train_loss"].iloc[-1] < rows["train_loss"].iloc[0], rows
     assert "ETA" in out and "resnet20-A-s0" in out
+    # the scorecard ends the run: the cure judged where the trials are, one seed each
+    assert "Scorecard (" in out and "plain net of the same depth (Fig. 6 (left vs middle)), at 30 of 64,000 iterations: " \
+        "not decided: n=1 for plain20 and resnet20-A" in out
     # a rerun finds everything finished and trains nothing
     assert main(["run", str(suite), "--executor", "local", "--results", str(tmp_path / "results"), "--no-report"]) == 0
     assert "2 already finished" in capsys.readouterr().out
@@ -128,7 +92,7 @@ def test_a_failing_trial_is_recorded_and_the_fleet_goes_on(tmp_path: Path, capsy
 
 def test_a_results_folder_continues_only_its_own_configuration(tmp_path: Path) -> None:
     from benchmark.errors import SuiteError
-    from benchmark.fleet import check_resumable
+    from benchmark.fleet.preflight import check_resumable
     from benchmark.results import ResultsWriter
     from benchmark.spec import load_suite
 
@@ -137,7 +101,186 @@ def test_a_results_folder_continues_only_its_own_configuration(tmp_path: Path) -
     stored = trial.model_dump(mode="json")
     del stored["eval_ten_crop"]  # a folder written before that field existed: its default is no change
     writer.write_trial_config(trial.trial_id, {"trial": stored})
-    check_resumable(writer, [trial])
+    fields = {"code_version": "abc", "data_fingerprint": "synthetic:1"}
+    check_resumable(writer, [trial], fields, allow_changes=False)
     changed = load_suite(tiny_suite(tmp_path, models="resnet20"), ["recipe.lr=0.2"]).trials()[0]
     with pytest.raises(SuiteError, match=r"resnet20-A-s0 was run with a different configuration \(differs in recipe\.lr\)"):
-        check_resumable(writer, [changed])
+        check_resumable(writer, [changed], fields, allow_changes=False)
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    suite = tiny_suite(tmp_path, models="resnet20", steps=400, every=5)
+    results = tmp_path / "results"
+    first = start_driver(run_command(suite, results, "--executor", "local"))
+    try:
+        wait_for(lambda: rows_of(results / "tiny", "resnet20-A-s0") >= 1, first)
+        assert main(["run", str(suite), "--executor", "local", "--results", str(results), "--no-report"]) == 2
+        error = capsys.readouterr().err
+        assert "another run is using this results folder" in error and f"pid {first.pid}" in error
+        assert len(error.strip().splitlines()) == 1
+        rows = rows_of(results / "tiny", "resnet20-A-s0")
+        wait_for(lambda: rows_of(results / "tiny", "resnet20-A-s0") > rows, first)  # the first run goes on, untouched
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    # the killed driver's lock is stale: the next run takes it over and says so
+    again = start_driver(run_command(suite, results, "--executor", "local"))
+    try:
+        line = again.stdout.readline()
+        assert f"(pid {first.pid}) ended without releasing its lock; taking over" in line, line
+    finally:
+        os.killpg(again.pid, signal.SIGKILL)
+        again.wait()
+
+
+def test_a_relative_data_root_works_from_the_directory_it_names(tmp_path: Path) -> None:
+    # Ray Tune runs every trial in its own working directory: the driver resolves data.root once.
+    from test_data_jpeg import make_npz
+
+    (tmp_path / "data").mkdir()
+    make_npz(tmp_path / "data" / "small.npz", count=240)
+    suite = tmp_path / "rel.yaml"
+    suite.write_text(tiny_suite(tmp_path, models="resnet20", steps=4, every=2).read_text()
+                     .replace("source: synthetic, train_subset: 512, eval_subset: 256", "source: jpeg75, root: data/small.npz"))
+    done = subprocess.run(run_command(suite, tmp_path / "results"), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    runs = pd.read_csv(tmp_path / "results" / "tiny" / "runs.csv")
+    assert list(runs["status"]) == ["completed"] and list(runs["data_source"]) == ["jpeg75"]
+
+
+def test_changed_code_is_refused_on_resume_unless_allowed(tmp_path: Path) -> None:
+    # An installed copy outside git: its code version is the hash of the package's files.
+    copy = tmp_path / "copy"
+    shutil.copytree(REPO / "benchmark", copy / "benchmark", ignore=shutil.ignore_patterns("__pycache__"))
+    suite = tiny_suite(tmp_path, models="resnet20", steps=4, every=2)
+    command = run_command(suite, tmp_path / "results", "--executor", "local")
+    env = {**os.environ, "PYTHONPATH": str(copy)}
+    first = subprocess.run(command, cwd=copy, capture_output=True, text=True, timeout=600, env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    runs = pd.read_csv(tmp_path / "results" / "tiny" / "runs.csv")
+    before = runs["code_version"].iloc[0]
+    assert before.startswith("package:")
+
+    with open(copy / "benchmark" / "train.py", "a") as handle:
+        handle.write("# a change\n")
+    more = command[:-2] + ["--set", "seeds=[0,1]", "--executor", "local"]  # a new seed: the folder must continue
+    refused = subprocess.run(more, cwd=copy, capture_output=True, text=True, timeout=600, env=env)
+    assert refused.returncode == 2
+    assert "ran with other code" in refused.stderr and before in refused.stderr and "--allow-changes" in refused.stderr
+    assert len(pd.read_csv(tmp_path / "results" / "tiny" / "runs.csv")) == 1  # nothing written
+
+    allowed = subprocess.run(more + ["--allow-changes"], cwd=copy, capture_output=True, text=True, timeout=600, env=env)
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    runs = pd.read_csv(tmp_path / "results" / "tiny" / "runs.csv").set_index("trial_id")
+    assert runs.loc["resnet20-A-s1", "allowed_changes"].startswith(f"code {before} -> package:")
+    assert runs.loc["resnet20-A-s0", "code_version"] == before  # a finished trial keeps the code it ran
+
+
+def test_a_line_cut_mid_write_is_set_aside_and_every_whole_row_kept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    suite = tiny_suite(tmp_path, steps=20, every=5)
+    args = ["run", str(suite), "--executor", "local", "--results", str(tmp_path / "results"), "--no-report"]
+    assert main(args) == 0
+    path = tmp_path / "results" / "tiny" / "metrics.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    assert len(lines) == 9
+    cut = lines[3][: len(lines[3]) // 2] + '"\n'  # a torn row, ending in an open quote that would swallow the rest
+    path.write_text("".join(lines[:3] + [cut] + lines[4:]))
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "1 damaged line(s)" in capsys.readouterr().out
+    metrics = pd.read_csv(path)
+    assert len(metrics) == 7 and list(metrics.columns) == list(METRIC_COLUMNS)
+    assert pd.read_csv(tmp_path / "results" / "tiny" / "discarded_metrics.csv")["discarded_at_reason"].str.startswith("damaged line 4").all()
+    # the report counts evaluation points against the recipe (20 steps / every 5), not the longest trial
+    from benchmark.report import load_results, tables
+
+    missing = tables.missing_table(load_results(tmp_path / "results" / "tiny")).set_index("trial_id")
+    assert dict(missing["problem"]) == {"plain20-s0": "3 of 4 evaluation points"}
+
+
+def test_a_corrupt_checkpoint_is_named_set_aside_and_the_trial_restarts_clean(tmp_path: Path,
+                                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    suite = tiny_suite(tmp_path, models="resnet20", steps=10, every=5)
+    args = ["run", str(suite), "--executor", "local", "--results", str(tmp_path / "results"), "--no-report"]
+    assert main(args) == 0
+    folder = tmp_path / "results" / "tiny"
+    # what a driver killed mid-trial leaves: the trial still `running`, its checkpoint on disk
+    runs = pd.read_csv(folder / "runs.csv")
+    runs["status"] = "running"
+    runs.to_csv(folder / "runs.csv", index=False)
+    checkpoint = folder / "_state" / "checkpoints" / "resnet20-A-s0" / "trial_state.pt"
+    checkpoint.write_bytes(b"not a checkpoint")
+    capsys.readouterr()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"{checkpoint}: not a readable checkpoint" in out and "set aside as" in out
+    assert "restarted from step 0 (no checkpoint to resume from): 2 later rows" in out
+    runs, metrics = read_tables(folder)
+    check_complete(runs, metrics, steps=10, every=5)
+    assert runs["start_step"].iloc[0] == 0
+    assert len(pd.read_csv(folder / "discarded_metrics.csv")) == 2
+    assert len(list(checkpoint.parent.parent.glob("resnet20-A-s0.unreadable-*"))) == 1
+
+
+def test_a_crafted_checkpoint_runs_no_code(tmp_path: Path) -> None:
+    import torch
+
+    from benchmark.session import DirectorySession
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):  # what unpickling would call
+            return (os.system, (f"touch {marker}",))
+
+    (tmp_path / "ckpt").mkdir()
+    torch.save({"version": 2, "model": Payload()}, tmp_path / "ckpt" / "trial_state.pt")
+    restored = DirectorySession(lambda row: None, tmp_path / "ckpt").restore()
+    assert restored.payload is None and "not a readable checkpoint" in restored.note
+    assert not marker.exists()
+
+
+def test_a_garbage_runs_table_is_one_line_and_nothing_is_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    suite = tiny_suite(tmp_path, models="resnet20", steps=4, every=2)
+    folder = tmp_path / "results" / "tiny"
+    folder.mkdir(parents=True)
+    (folder / "runs.csv").write_text("\x00garbage;;\nmore garbage\n")
+    assert main(["run", str(suite), "--executor", "local", "--results", str(tmp_path / "results"), "--no-report"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "runs.csv: not a runs table" in error
+    assert (folder / "runs.csv").read_text() == "\x00garbage;;\nmore garbage\n" and not (folder / "metrics.csv").exists()
+
+
+def test_a_full_disk_is_one_line_and_the_run_resumes_once_space_is_freed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+
+    from benchmark import results as results_module
+
+    written = []
+    real_text = results_module._csv_text
+
+    def fills_up(columns: tuple[str, ...], rows: list, header: bool = True) -> str:  # the 3rd row finds the disk full
+        written.append(columns)
+        if len(written) >= 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_text(columns, rows, header)
+
+    monkeypatch.setattr(results_module, "_csv_text", fills_up)
+    suite = tiny_suite(tmp_path, models="resnet20", steps=20, every=5)
+    args = ["run", str(suite), "--executor", "local", "--results", str(tmp_path / "results"), "--no-report"]
+    assert main(args) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "metrics.csv: no space left on the device" in error
+    assert len(pd.read_csv(tmp_path / "results" / "tiny" / "metrics.csv")) == 2  # readable: whole rows only
+    monkeypatch.setattr(results_module, "_csv_text", real_text)
+    assert main(args) == 0
+    check_complete(*read_tables(tmp_path / "results" / "tiny"), steps=20, every=5)
+
+
+def test_storage_is_refused_for_the_local_executor(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    suite = tiny_suite(tmp_path, models="resnet20", steps=4, every=2)
+    assert main(["run", str(suite), "--executor", "local", "--storage", str(tmp_path / "s"), "--results", str(tmp_path / "r")]) == 2
+    assert "checkpoint storage is the Ray executor's" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

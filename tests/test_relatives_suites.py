@@ -160,6 +160,7 @@ def test_relatives_report_numbers(tmp_path: Path) -> None:
     assert list(zip(speed["model"], speed["images_per_s"])) == [("wrn28_10", 12.0)]
     out = build_report(tmp_path / "relatives_mini", tmp_path / "report")
     markdown = (out / "report.md").read_text()
-    assert "| wrn28_10 | cifar10_he2015 | torchvision | 36.48M [36.5M] | 5.24G | 5.00 ± 0.71 (n=2) | 4.00 " in markdown
+    assert ("| wrn28_10 | cifar10_he2015 | torchvision | 36.48M [36.5M] | 5.24G | 5.00 ± 0.71 (n=2, 4.50–5.50) | 4.00 "
+            in markdown)
     section_6 = markdown.split("### Table 6")[1].split("##")[0]
     assert "resnet110-A" in section_6 and "wrn28_10" not in section_6 and "highway" not in section_6

@@ -60,7 +60,7 @@ def test_missing_metrics_columns(tmp_path: Path, capsys) -> None:
 def test_torn_line(tmp_path: Path, capsys) -> None:
     folder = _copy(tmp_path)
     with (folder / "metrics.csv").open("a") as handle:
-        handle.write("resnet56-A-s2,300,0.768,0.1\n")  # a half-written append
+        handle.write("resnet56-A-s2,64000,163.84,0.1\n")  # a half-written append
     _expect(folder, str(folder / "metrics.csv"), "line 39 has 4 fields, the header has 12", capsys=capsys)
 
 
@@ -74,8 +74,8 @@ def test_unparseable_csv(tmp_path: Path, capsys) -> None:
 def test_text_in_numeric_column(tmp_path: Path, capsys) -> None:
     folder = _copy(tmp_path)
     text = (folder / "metrics.csv").read_text()
-    (folder / "metrics.csv").write_text(text.replace("plain20-s0,300,0.768,0.1,0.625,25,0.25,10.0,",
-                                                     "plain20-s0,300,0.768,0.1,0.625,25,0.25,ten,"))
+    (folder / "metrics.csv").write_text(text.replace("plain20-s0,64000,163.84,0.1,0.625,25,0.25,10.0,",
+                                                     "plain20-s0,64000,163.84,0.1,0.625,25,0.25,ten,"))
     _expect(folder, str(folder / "metrics.csv"), "column eval_error must be numeric, line 4 holds 'ten'", capsys=capsys)
 
 
@@ -83,7 +83,7 @@ def test_duplicate_trial_step(tmp_path: Path, capsys) -> None:
     folder = _copy(tmp_path)
     lines = (folder / "metrics.csv").read_text().splitlines()
     (folder / "metrics.csv").write_text("\n".join(lines + [lines[2]]) + "\n")
-    _expect(folder, str(folder / "metrics.csv"), "duplicate (trial_id, step) row ('plain20-s0', 200)", capsys=capsys)
+    _expect(folder, str(folder / "metrics.csv"), "duplicate (trial_id, step) row ('plain20-s0', 48000)", capsys=capsys)
 
 
 def test_duplicate_trial(tmp_path: Path, capsys) -> None:
@@ -98,14 +98,14 @@ def test_unknown_status_and_bad_percentage(tmp_path: Path, capsys) -> None:
     text = (folder / "runs.csv").read_text()
     (folder / "runs.csv").write_text(text.replace(",completed,", ",done,", 1))
     _expect(folder, str(folder / "runs.csv"), "column status must be one of", "'done'", capsys=capsys)
-    (folder / "runs.csv").write_text(text.replace(",300,25,10.0,", ",300,25,1000.0,", 1))
+    (folder / "runs.csv").write_text(text.replace(",64000,25,10.0,", ",64000,25,1000.0,", 1))
     _expect(folder, str(folder / "runs.csv"), "final_eval_error is a percentage", capsys=capsys)
 
 
 def test_metrics_for_unknown_trial(tmp_path: Path, capsys) -> None:
     folder = _copy(tmp_path)
     with (folder / "metrics.csv").open("a") as handle:
-        handle.write("ghost-s0,100,0.256,0.1,1.5,60,1.55,62,20,test,400,33.3\n")
+        handle.write("ghost-s0,32000,81.92,0.1,1.5,60,1.55,62,20,test,400,33.3\n")
     _expect(folder, str(folder / "metrics.csv"), "trial_ids not in runs.csv: ghost-s0", capsys=capsys)
 
 

@@ -12,6 +12,10 @@ metric), so a reader can check it against the paper without reading code:
 - ``reproductions.csv``: other people's results, **never** the paper's: akamaster's CIFAR-10
   table and torchvision's single-crop ImageNet accuracies turned into errors (100 - accuracy;
   the reported accuracy is kept in ``reported_as``).
+- ``identity_mappings.csv``: He, Zhang, Ren, Sun, "Identity Mappings in Deep Residual Networks",
+  ECCV 2016 (arXiv:1603.05027), Table 3: CIFAR-10 errors of nets with full pre-activation units,
+  the numbers a ``preact`` trial is compared with (same columns as ``paper.csv``).
+- ``claims.yaml``: the paper's findings as data (read by ``benchmark.report.claims``).
 
 Errors are percentages (0-100), like the paper's tables and like ``results/<suite>/*.csv``.
 """
@@ -24,7 +28,8 @@ from importlib import resources
 
 import pandas as pd
 
-__all__ = ["paper_table", "paper_numbers", "reproductions", "reference_error", "PAPER_TABLES"]
+__all__ = ["paper_table", "paper_numbers", "reproductions", "identity_mappings", "reference_error",
+           "PAPER_TABLES"]
 
 #: The tables of the paper held as data (5, ensembles on the test server, and 7-14, detection,
 #: are out of the suite's scope).
@@ -64,6 +69,11 @@ def reproductions(source: str | None = None) -> pd.DataFrame:
     return frame
 
 
+def identity_mappings() -> pd.DataFrame:
+    """He et al. 2016 ("Identity Mappings") numbers for pre-activation nets, tidy like ``paper_numbers``."""
+    return _read("identity_mappings.csv").copy()
+
+
 def _default_shortcut(model: str, dataset: str) -> str | None:
     if model.startswith("plain"):
         return None
@@ -81,6 +91,7 @@ def reference_error(
     *,
     table: int | None = None,
     prefer_mean: bool = True,
+    preact: bool = False,
 ) -> float | None:
     """The paper's error (%) for ``model`` on ``dataset``, or None when the paper gives none.
 
@@ -90,7 +101,14 @@ def reference_error(
     holds the number, before multi-scale Table 4). With ``prefer_mean`` (default) a number given as
     best-of-n and mean ± std returns the mean: a mean over our seeds is compared with the paper's
     mean, not with its best run (ResNet-110: 6.61, not 6.43).
+
+    ``preact`` looks the model up in ``identity_mappings.csv`` instead (He et al. 2016, whose
+    pre-activation units the paper does not have); ``shortcut`` and ``table`` are not matched there.
     """
+    if preact:
+        rows = identity_mappings()
+        rows = rows[(rows["model"] == model) & (rows["dataset"] == dataset) & (rows["metric"] == metric)]
+        return None if rows.empty else float(rows["value"].iloc[0])
     frame = paper_numbers()
     rows = frame[(frame["model"] == model) & (frame["dataset"] == dataset) & (frame["metric"] == metric)]
     if model.startswith("plain"):

@@ -3,9 +3,10 @@ the table it is read from, and the one number a trial of a model is compared wit
 
 ``relatives.csv`` holds, one row per (source, table, method, metric): Identity Mappings (He et al.
 2016) Tables 1-4, the Wide ResNet paper's Tables 4-6, ResNeXt's Table 7 and DenseNet's Table 2 (C10+:
-CIFAR-10 with the standard augmentation), errors in percent and published parameter counts. The
-ResNet paper's Table 6 rows for Highway and FitNet stay in ``paper.csv`` (one copy of each number);
-``relatives_numbers`` lists them here too, with their source and our model names.
+CIFAR-10 with the standard augmentation), errors in percent and published parameter counts. One copy
+of each number: the ResNet paper's Table 6 rows for Highway and FitNet stay in ``paper.csv`` and
+Identity Mappings' pre-activation rows of Table 3 in ``identity_mappings.csv``; ``relatives_numbers``
+lists them here too, labelled like the rest.
 
 Columns: ``source`` (a key of ``SOURCES``: whose result), ``table`` (where it is read: the source's own
 table, or "he2015 Table 6" when read from the paper that cites it), ``method`` (the paper's label),
@@ -25,7 +26,7 @@ from importlib import resources
 
 import pandas as pd
 
-from benchmark.reference import paper_table
+from benchmark.reference import identity_mappings, paper_table
 
 SOURCES: dict[str, str] = {
     "he2015": "He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR 2016 (arXiv:1512.03385)",
@@ -80,9 +81,27 @@ def _table_6_rows() -> pd.DataFrame:
     })
 
 
+def _identity_mappings_rows() -> pd.DataFrame:
+    """Identity Mappings' Table 3 pre-activation rows (identity_mappings.csv), labelled likewise.
+
+    ResNet-110's is the number its ``preact`` trials are compared with; ResNet-164's and -1001's
+    are compared with Table 4 (a median of 5 runs; for 1001 the mean ± std beside it).
+    """
+    table = identity_mappings()
+    preact_option = table["model"].map(is_paper_model).astype(bool)
+    return pd.DataFrame({
+        "source": "he2016", "table": "Table " + table["table"].astype(str), "method": table["method"],
+        "model": table["model"].astype("string"), "preact_option": preact_option, "depth": table["depth"],
+        "dataset": table["dataset"], "metric": table["metric"], "value": table["value"], "std": table["std"],
+        "n_runs": table["n_runs"], "statistic": table["statistic"], "compare": preact_option,
+        "note": table["note"].astype("string"),
+    })
+
+
 def relatives_numbers() -> pd.DataFrame:
-    """Every number held for the relatives, tidy: relatives.csv and Table 6's Highway/FitNet rows."""
-    return pd.concat([_table_6_rows(), _read()], ignore_index=True)
+    """Every number held for the relatives, tidy: relatives.csv, Table 6's Highway/FitNet rows and
+    Identity Mappings' pre-activation rows of Table 3."""
+    return pd.concat([_table_6_rows(), _identity_mappings_rows(), _read()], ignore_index=True)
 
 
 @dataclass(frozen=True)

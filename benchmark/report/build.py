@@ -13,8 +13,13 @@ import pandas as pd
 
 from benchmark.reference import reproductions
 from benchmark.report import figures, relatives, tables
+from benchmark.report.claims import Claim, load_claims
+from benchmark.report.formats import number as _num, seed_stats, signed as _signed
 from benchmark.report.load import Results, load_packing, load_results, load_throughput
+from benchmark.report.provenance import provenance_table
 from benchmark.report.render import Block, Heading, Paragraph, Table, save_figure, to_html, to_markdown
+from benchmark.report.scorecard import details_blocks, no_trials_blocks, scorecard_blocks
+from benchmark.report.verdicts import evaluate_claims
 
 
 def default_out_dir(results_dir: Path, suite: str) -> Path:
@@ -25,20 +30,9 @@ def default_out_dir(results_dir: Path, suite: str) -> Path:
     return Path("reports") / suite
 
 
-def _num(value: float, digits: int = 2) -> str:
-    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-
-
-def _signed(value: float) -> str:
-    return "—" if math.isnan(value) else f"{value:+.2f}"
-
-
-def _mean_std(n: int, mean: float, std: float) -> str:
-    if n == 0:
-        return "—"
-    if n == 1:
-        return f"{mean:.2f} (n=1)"
-    return f"{mean:.2f} ± {std:.2f} (n={n})"
+def _seed_stats(frame: pd.DataFrame) -> list[str]:
+    """Each row's n, mean, std, min, max over seeds as one cell."""
+    return [seed_stats(*values) for values in zip(frame["n"], frame["mean"], frame["std"], frame["min"], frame["max"])]
 
 
 def _table(frame: pd.DataFrame) -> Table:
@@ -95,15 +89,20 @@ def _reproduction(results: Results) -> list[Block]:
         any_rows = True
         tolerance = frame["tolerance"].iloc[0]
         blocks += [Heading(titles[number], 3), Paragraph(
-            f"Measured: mean ± sample std over completed seeds (n). Difference = measured − paper. Verdict: "
-            f"'within ±{tolerance:.1f}' when |difference| ≤ {tolerance:.1f} point; 'above' = worse than the paper, "
-            "'below' = better.")]
+            "Measured: mean ± sample std over the seeds that completed the paper's whole schedule (n, min–max). "
+            f"Difference = measured − reference. Verdict: 'within ±{tolerance:.1f}' when |difference| ≤ "
+            f"{tolerance:.1f} point; 'above' = worse than the reference, 'below' = better; 'not comparable' when no "
+            "trial ran the whole schedule (the reference numbers are final errors; the measured ones are shown). "
+            "Pre-activation nets are compared with He et al. 2016 ('Identity Mappings').")]
+        columns = {"model": frame["variant"], "metric": frame["metric"], "data source": frame["data_source"],
+                   "eval split": frame["eval_split"]}
+        if number != 6:  # ImageNet: each row states how it was tested (the paper's Tables 2 and 3 are 10-crop)
+            columns["test protocol"] = frame["protocol"]
         shown = pd.DataFrame({
-            "model": frame["variant"], "metric": frame["metric"], "data source": frame["data_source"],
-            "eval split": frame["eval_split"],
-            "measured": [_mean_std(n, m, s) for n, m, s in zip(frame["n"], frame["mean"], frame["std"])],
-            "paper": frame["paper"].map(_num), "difference": frame["difference"].map(_signed),
-            "verdict": frame["verdict"], "not counted": frame["excluded"], "note": frame["note"]})
+            **columns, "iterations": frame["iterations"], "measured": _seed_stats(frame),
+            "reference": frame["paper"].map(_num), "source": frame["reference"],
+            "difference": frame["difference"].map(_signed), "verdict": frame["verdict"],
+            "not counted": frame["excluded"], "note": frame["note"]})
         blocks.append(_table(shown))
     if not any_rows:
         blocks.append(Paragraph("No trial of these results matches a table of the paper."))
@@ -127,15 +126,18 @@ def _shortcuts(results: Results) -> list[Block]:
     frame = tables.shortcut_table(results)
     if frame.empty:
         return []
-    cells = frame.assign(cell=[_mean_std(n, m, s) for n, m, s in zip(frame["n"], frame["mean"], frame["std"])])
+    cells = frame.assign(cell=_seed_stats(frame))
     wide = cells.pivot(index=["dataset", "model"], columns="shortcut", values="cell").fillna("—")
     paper = cells.pivot(index=["dataset", "model"], columns="shortcut", values="paper")
     for option in wide.columns.tolist():
         wide[f"paper {option}"] = paper[option].map(_num)
+    wide["iterations"] = cells.groupby(["dataset", "model"])["iterations"].agg(lambda v: " / ".join(dict.fromkeys(v)))
     wide.columns.name = None
     return [Heading("Shortcut options A/B/C side by side"),
-            Paragraph("Final test error (%) per shortcut option: A zero-padding, B projection where dimensions "
-                      "increase, C all projections (Section 3.3, Table 3)."),
+            Paragraph("Final test error (%) per shortcut option, mean ± std over completed seeds (n, min–max): A "
+                      "zero-padding, B projection where dimensions increase, C all projections (Section 3.3, "
+                      "Table 3). The paper's numbers are ImageNet top-1 errors after its whole schedule; "
+                      "'iterations' says how far these trials ran."),
             _table(wide.reset_index())]
 
 
@@ -191,11 +193,21 @@ def _diagnostics(results: Results, folder: Path) -> list[Block]:
     return blocks
 
 
-def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+def _provenance(results: Results) -> list[Block]:
+    return [Heading("Provenance"),
+            Paragraph("Each trial as recorded when it ran (pending trials never ran): the code version is runs.csv's "
+                      "code_version where recorded, else its git commit (12 characters; '-dirty' = uncommitted "
+                      "changes, the exact code unknown)."),
+            _table(provenance_table(results).assign(seed=lambda f: f["seed"].map(lambda s: _num(s, 0))))]
+
+
+def build_report(results_dir: str | Path, out_dir: str | Path | None = None,
+                 claims: tuple[Claim, ...] | None = None) -> Path:
     """Write ``report.md``, ``report.html`` and ``figures/*.png|svg`` for one results folder.
 
-    ``out_dir`` defaults to ``reports/<suite>`` (see ``default_out_dir``). Returns the output folder.
-    Raises ``ResultsError`` for a missing, empty or malformed results folder.
+    ``out_dir`` defaults to ``reports/<suite>`` (see ``default_out_dir``); ``claims`` to the paper's
+    (``benchmark/reference/claims.yaml``), judged in the scorecard atop the report. Returns the
+    output folder. Raises ``ResultsError`` for a missing, empty or malformed results folder.
     """
     if _throughput_only(Path(results_dir)):
         return _build_throughput_report(Path(results_dir), out_dir)
@@ -203,7 +215,8 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
     out = Path(out_dir) if out_dir is not None else default_out_dir(Path(results_dir), results.suite)
     folder = out / "figures"
     title = f"Reproduction report: {results.suite}"
-    blocks: list[Block] = _summary(results) + _missing(results)
+    verdicts = evaluate_claims(results, claims if claims is not None else load_claims())
+    blocks: list[Block] = scorecard_blocks(results, verdicts) + _summary(results) + _missing(results)
     paper = relatives.paper_nets(results)  # the paper's figures and tables are about its own nets
     curve_figures = figures.figure6(paper)
     if curve_figures:
@@ -213,11 +226,12 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
     if depth_figures:
         blocks.append(Heading("Final error against depth"))
         blocks += [save_figure(named, folder) for named in depth_figures]
+    blocks += details_blocks(verdicts)
     blocks += _reproduction(paper) + _published(paper) + _shortcuts(paper) + relatives.section(results, folder)
     blocks += _convergence(results) + _run_throughput(results)
     if results.throughput is not None and results.throughput_path is not None:
         blocks += _hardware(results.throughput, results.throughput_path)
-    blocks += _diagnostics(results, folder)
+    blocks += _diagnostics(results, folder) + _provenance(results)
     return _write(out, title, blocks)
 
 
@@ -239,7 +253,7 @@ def _build_throughput_report(path: Path, out_dir: str | Path | None) -> Path:
     `python -m benchmark profile`, packing.csv from `python -m benchmark packing`."""
     out = Path(out_dir) if out_dir is not None else default_out_dir(path, path.name)
     throughput_path, packing_path = path / "throughput.csv", path / "packing.csv"
-    blocks: list[Block] = []
+    blocks: list[Block] = no_trials_blocks("throughput measurements")
     if throughput_path.is_file():
         throughput = load_throughput(throughput_path)
         devices = sorted(throughput["device_name"].astype(str).unique())

@@ -8,8 +8,10 @@ from pathlib import Path
 
 def _report(args: argparse.Namespace) -> int:
     from benchmark.report.build import build_report
+    from benchmark.report.claims import load_claims
 
-    out = build_report(args.results, args.out)
+    claims = load_claims(args.claims) if args.claims is not None else None  # checked before anything is written
+    out = build_report(args.results, args.out, claims)
     print(f"report written to {out / 'report.html'} and {out / 'report.md'}")
     return 0
 
@@ -28,11 +30,14 @@ def _analyze(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     report = subparsers.add_parser(
         "report", help="write report.md, report.html and figures for a results folder",
-        description="Compare a results folder with the paper: Figure 6 curves, error against depth, "
-                    "Tables 6/2/3 with verdicts, shortcut options, convergence, throughput, and what is missing.")
+        description="Compare a results folder with the paper: a scorecard of the paper's claims, Figure 6 curves, "
+                    "error against depth, Tables 6/2/3 with verdicts, shortcut options, convergence, throughput, "
+                    "provenance, and what is missing.")
     report.add_argument("results", type=Path, help="results folder, e.g. results/degradation")
     report.add_argument("--out", type=Path, default=None,
                         help="output folder (default: reports/<suite> beside results/, else under the current folder)")
+    report.add_argument("--claims", type=Path, default=None,
+                        help="a claims file judged in the scorecard (default: the paper's, benchmark/reference/claims.yaml)")
     report.set_defaults(func=_report)
 
     analyze = subparsers.add_parser(

@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from benchmark.checkpoint import PAYLOAD_FILE
 from benchmark.errors import ResultsError
 from benchmark.models import build_model, model_info
 from benchmark.report.figures import gradient_figure, response_figure
@@ -139,13 +140,20 @@ def layer_responses(model: nn.Module, probe: Probe, batch_statistics: bool = Fal
 
 
 def load_checkpoint(model: nn.Module, path: Path) -> int | None:
-    """Load ``path``'s ``"model"`` state dict into ``model``; return its ``"step"`` if it has one."""
+    """Load ``path``'s ``"model"`` state dict into ``model``; return its ``"step"`` if it has one.
+
+    ``path`` is a torch.save'd dict, or a trial's checkpoint directory (``benchmark/checkpoint.py``).
+    Read with ``weights_only=True``: a checkpoint is input, and must not run code when loaded.
+    """
+    if path.is_dir():
+        path = path / PAYLOAD_FILE
     if not path.is_file():
         raise ResultsError(f"checkpoint {path} does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for a corrupt file
-        raise ResultsError(f"checkpoint {path}: not a torch.save file ({exc})") from exc
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt or crafted file
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ResultsError(f"checkpoint {path}: not a readable torch.save file of tensors ({first_line})") from None
     if not isinstance(payload, dict) or "model" not in payload:
         raise ResultsError(f"checkpoint {path}: expected a dict with key 'model' holding a state_dict")
     try:

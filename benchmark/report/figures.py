@@ -17,6 +17,7 @@ from matplotlib.lines import Line2D
 
 from benchmark.reference import paper_table
 from benchmark.report.load import Results
+from benchmark.report.progress import iterations_range
 from benchmark.report.tables import THROUGHPUT_SETTING, depth_table, latest
 
 STYLE = "whitegrid"
@@ -44,6 +45,7 @@ def _curves(results: Results) -> pd.DataFrame:
     keys = ["dataset", "kind", "shortcut", "depth", "step"]
     aggregated = frame.groupby(keys)[["train_error", "eval_error"]].agg(["mean", "min", "max"])
     aggregated.columns = [f"{column}_{stat}" for column, stat in aggregated.columns]
+    aggregated["seeds"] = frame.groupby(keys)["trial_id"].nunique()
     return aggregated.reset_index()
 
 
@@ -55,14 +57,14 @@ def _draw_curves(ax, curves: pd.DataFrame, colours: dict[int, tuple], label_pref
             ax.fill_between(steps, group[f"{column}_min"], group[f"{column}_max"], color=colour, alpha=0.15,
                             linewidth=0)
             ax.plot(steps, group[f"{column}_mean"], style, color=colour, linewidth=width,
-                    label=f"{label_prefix}-{depth}" if column == "eval_error" else None)
+                    label=f"{label_prefix}-{depth} (n={group['seeds'].max()})" if column == "eval_error" else None)
 
 
 def figure6(results: Results) -> list[NamedFigure]:
     """Training (dashed) and test (solid) error against iterations, plain | residual (Fig. 6).
 
     One figure per dataset and residual shortcut option; lines are means over seeds, bands span
-    the min-max over seeds.
+    the min-max over seeds (the legend gives each net's number of seeds, n).
     """
     curves = _curves(results)
     figures = []
@@ -94,7 +96,7 @@ def figure6(results: Results) -> list[NamedFigure]:
             name = f"figure6_{dataset}" + (f"_{shortcut}" if shortcut and len(shortcuts) > 1 else "")
             caption = (f"Training error (dashed) and test error (solid) on {dataset} against iterations, "
                        "plain nets (left) and residual nets (right), as the paper's Figure 6. Lines: mean "
-                       "over seeds; bands: min-max over seeds.")
+                       "over seeds; bands: min-max over the seeds (n in the legend; one seed draws no band).")
             figures.append(NamedFigure(name, caption, figure))
     return figures
 
@@ -124,6 +126,9 @@ def depth_figure(results: Results) -> list[NamedFigure]:
                         color=palette[series], label=f"measured: {series}")
         paper = _paper_depth_markers(dataset)
         paper = paper[paper["depth"].isin(data["depth"])]  # the measured depths only: 1202 would squash the axis
+        complete = bool(data["complete"].all())
+        if not complete:  # the paper's markers are final errors: beside a short run they would mislead
+            paper = paper.iloc[0:0]
         table_name = "Table 6" if dataset == "cifar10" else "Table 2"
         for kind, marker in (("plain", "s"), ("residual", "*")):
             points = paper[paper["kind"] == kind]
@@ -135,13 +140,20 @@ def depth_figure(results: Results) -> list[NamedFigure]:
         ax.set_xticks(depths, [str(d) for d in depths])
         ax.minorticks_off()
         ax.set_xlabel("depth (layers, log scale)")
-        ax.set_ylabel("final test error (%)")
-        ax.set_title(f"{dataset}: final test error against depth")
+        ax.set_ylabel("final test error (%)" if complete else "test error at the last evaluation (%)")
+        ax.set_title(f"{dataset}: final test error against depth" if complete else
+                     f"{dataset}: test error against depth, {iterations_range(data['reached'], float(data['schedule'].max()))}")
         ax.legend(fontsize=8)
+        if complete:
+            markers = (f"; black markers: the paper's {table_name}"
+                       + (" (no plain-net numbers exist for CIFAR-10; ResNet-110 shows the mean of 5 runs)."
+                          if dataset == "cifar10" else "."))
+        else:
+            reached = iterations_range(data["reached"], float(data["schedule"].max()))
+            markers = (f", after {reached}: short of the paper's schedule, so the paper's final errors "
+                       f"({table_name}) are not drawn beside them.")
         caption = (f"Final test error (last evaluation, mean ± std over completed seeds) against depth on "
-                   f"{dataset}; black markers: the paper's {table_name}"
-                   + (" (no plain-net numbers exist for CIFAR-10; ResNet-110 shows the mean of 5 runs)."
-                      if dataset == "cifar10" else "."))
+                   f"{dataset}" + markers)
         figures.append(NamedFigure(f"depth_{dataset}", caption, figure))
     return figures
 

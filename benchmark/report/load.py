@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import ResultsError
+from benchmark.results import STATUSES
 
 # The columns a report reads. docs/interfaces.md lists more (recipe and provenance); a report must
 # not reject a results folder over a column it never uses, so only these are required.
@@ -27,7 +28,7 @@ RUNS_COLUMNS = (
 )
 # Numeric columns of the schema, checked wherever present.
 RUNS_NUMERIC = (
-    "depth", "seed", "steps", "final_train_error", "final_eval_error", "final_eval_top5_error",
+    "depth", "seed", "steps", "eval_every", "final_train_error", "final_eval_error", "final_eval_top5_error",
     "final_eval_loss", "images_per_s", "wall_s", "recipe_lr", "recipe_momentum",
     "recipe_weight_decay", "recipe_batch_size", "recipe_max_steps", "recipe_warmup_lr",
 )
@@ -56,7 +57,6 @@ ANALYSIS_FILES = ("gradient_norms.csv", "layer_responses.csv")
 ANALYSIS_COLUMNS = ("layer_index", "layer", "model", "kind", "depth", "checkpoint", "step", "value")
 ANALYSIS_NUMERIC = ("layer_index", "depth", "step", "value")
 
-STATUSES = ("pending", "running", "completed", "diverged", "failed")
 KINDS = ("plain", "residual", "highway", "dense")  # benchmark.models.registry.Kind
 # Errors are percentages like the paper's tables; a fraction (0-1) would pass this check, but a
 # value above 100 or below 0 is certainly corrupt.
@@ -123,6 +123,13 @@ def _read_csv(path: Path, required: tuple[str, ...], numeric: tuple[str, ...]) -
     return frame
 
 
+def _checked(frame: pd.DataFrame) -> pd.DataFrame:
+    """A validated table without its line numbers: pandas deep-copies ``attrs`` into the result of
+    every operation, and a 20,000-row metrics table's list of lines made each one cost milliseconds."""
+    frame.attrs.clear()
+    return frame
+
+
 def _line(frame: pd.DataFrame, position: int) -> int:
     """The file line of row ``position`` (blank lines are skipped, so it is not position + 2)."""
     return frame.attrs["lines"][position]
@@ -185,7 +192,7 @@ def read_runs(path: Path) -> pd.DataFrame:
         raise ResultsError(f"{path}: column trial_id has empty cells")
     runs["depth"] = runs["depth"].astype(int)
     runs["variant"] = runs.apply(_variant, axis=1) if len(runs) else pd.Series(dtype=object)
-    return runs
+    return _checked(runs)
 
 
 def read_metrics(path: Path, runs: pd.DataFrame, runs_path: Path) -> pd.DataFrame:
@@ -203,7 +210,7 @@ def read_metrics(path: Path, runs: pd.DataFrame, runs_path: Path) -> pd.DataFram
     unknown = sorted(set(metrics["trial_id"]) - set(runs["trial_id"]))
     if unknown:
         raise ResultsError(f"{path}: trial_ids not in {runs_path.name}: {', '.join(unknown[:5])}")
-    return metrics.sort_values(["trial_id", "step"], kind="stable").reset_index(drop=True)
+    return _checked(metrics).sort_values(["trial_id", "step"], kind="stable").reset_index(drop=True)
 
 
 def _throughput_path(results_dir: Path) -> Path | None:
@@ -220,7 +227,7 @@ def _load_measurements(path: Path, required: tuple[str, ...], numeric: tuple[str
     table = _read_csv(path, required, numeric)
     for column in ("channels_last", "compiled"):
         _parse_bool(table, column, path)
-    return table
+    return _checked(table)
 
 
 def load_throughput(path: Path) -> pd.DataFrame:
@@ -264,6 +271,6 @@ def load_results(results_dir: str | Path) -> Results:
         if file.is_file():
             table = _read_csv(file, ANALYSIS_COLUMNS, ANALYSIS_NUMERIC)
             _check_choice(table, "kind", KINDS, file)
-            analysis[name.removesuffix(".csv")] = table
+            analysis[name.removesuffix(".csv")] = _checked(table)
     return Results(path=path, suite=suite, runs=runs, metrics=metrics, throughput=throughput,
                    throughput_path=throughput_path, analysis=analysis)

@@ -27,13 +27,14 @@ from matplotlib.figure import Figure
 from benchmark.recipes import PAPER_RECIPES
 from benchmark.reference.relatives import is_paper_model, own_number, published_parameters
 from benchmark.report.figures import STYLE, NamedFigure
+from benchmark.report.formats import number, seed_stats, signed
 from benchmark.report.load import Results
 from benchmark.report.render import Block, Heading, Paragraph, Table, save_figure
 from benchmark.report.tables import THROUGHPUT_SETTING, final_by_trial, latest
 
 COLUMNS = ["variant", "model", "recipe", "own_recipe", "data_source", "eval_split", "parameters",
-           "published_parameters", "multiply_adds", "n", "mean", "std", "paper", "paper_std", "paper_statistic",
-           "paper_source", "difference", "excluded", "note"]
+           "published_parameters", "multiply_adds", "n", "mean", "std", "min", "max", "paper", "paper_std",
+           "paper_statistic", "paper_source", "difference", "excluded", "note"]
 
 
 def paper_nets(results: Results) -> Results:
@@ -84,6 +85,7 @@ def relatives_table(results: Results) -> pd.DataFrame:
         n = int(finals.size)
         mean = float(finals.mean()) if n else math.nan
         std = float(finals.std(ddof=1)) if n > 1 else math.nan
+        low, high = (float(finals.min()), float(finals.max())) if n else (math.nan, math.nan)
         parameters, multiply_adds = complexity(model, shortcut, preact)
         own = own_number(model, preact)
         notes = []
@@ -106,7 +108,7 @@ def relatives_table(results: Results) -> pd.DataFrame:
             "variant": variant, "model": model, "recipe": recipe_name, "own_recipe": own_recipe,
             "data_source": source, "eval_split": split, "parameters": parameters,
             "published_parameters": published_parameters(model) or math.nan, "multiply_adds": multiply_adds,
-            "n": n, "mean": mean, "std": std, "paper": own.value if own else math.nan,
+            "n": n, "mean": mean, "std": std, "min": low, "max": high, "paper": own.value if own else math.nan,
             "paper_std": own.std if own and own.std is not None else math.nan,
             "paper_statistic": own.statistic if own else "", "paper_source": own.label if own else "",
             "difference": mean - own.value if own else math.nan,
@@ -167,7 +169,7 @@ def section(results: Results, folder: Path) -> list[Block]:
         Paragraph("Each net is compared only with the number of its own paper (highway nets: Srivastava et al. "
                   "via the ResNet paper's Table 6; pre-activation and gated ResNets: Identity Mappings; WRN, "
                   "ResNeXt and DenseNet: their papers; the paper's ResNets: Table 6). Measured: mean ± sample std "
-                  "over completed seeds (n). Difference = measured − own paper. Params: our exact count "
+                  "over completed seeds (n, min–max). Difference = measured − own paper. Params: our exact count "
                   "(published count in brackets); mult-adds: forward, one 32×32 image, conv + fc."),
         _render(table),
         save_figure(error_figure(table), folder),
@@ -186,16 +188,11 @@ def section(results: Results, folder: Path) -> list[Block]:
 
 
 def _render(table: pd.DataFrame) -> Table:
-    def measured(row: pd.Series) -> str:
-        if row["n"] == 0:
-            return "—"
-        return f"{row['mean']:.2f} (n=1)" if row["n"] == 1 else f"{row['mean']:.2f} ± {row['std']:.2f} (n={row['n']})"
-
     def paper(row: pd.Series) -> str:
         if math.isnan(row["paper"]):
             return "—"
-        std = "" if math.isnan(row["paper_std"]) else f" ± {row['paper_std']:.2f}"
-        return f"{row['paper']:.2f}{std} ({row['paper_source']})"
+        std = "" if math.isnan(row["paper_std"]) else f" ± {number(row['paper_std'])}"
+        return f"{number(row['paper'])}{std} ({row['paper_source']})"
 
     def parameters(row: pd.Series) -> str:
         published = "" if math.isnan(row["published_parameters"]) else f" [{row['published_parameters'] / 1e6:g}M]"
@@ -205,8 +202,8 @@ def _render(table: pd.DataFrame) -> Table:
               "not counted", "note")
     rows = tuple(
         (str(row["variant"]), str(row["recipe"]), str(row["data_source"]), parameters(row),
-         f"{row['multiply_adds'] / 1e9:.2f}G", measured(row), paper(row),
-         "—" if math.isnan(row["difference"]) else f"{row['difference']:+.2f}", str(row["excluded"]), str(row["note"]))
+         f"{row['multiply_adds'] / 1e9:.2f}G", seed_stats(row["n"], row["mean"], row["std"], row["min"], row["max"]),
+         paper(row), signed(row["difference"]), str(row["excluded"]), str(row["note"]))
         for _, row in table.iterrows()
     )
     return Table(header, rows)

@@ -31,6 +31,8 @@ class Paragraph:
 class Table:
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
+    html_id: str = ""  # an id for the HTML table (the scorecard's: tests and readers find it by it)
+    row_classes: tuple[str, ...] = ()  # one CSS class per row (the scorecard colours rows by verdict)
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,9 @@ th { background: #f3f3f3; }
 figure { margin: 1em 0 2em; }
 figure img { max-width: 100%; }
 figcaption { font-size: 0.9em; color: #444; }
+tr.supported td { background: #e6f4e6; }
+tr.contradicted td { background: #fbe3e3; }
+tr.not-decided td { background: #f4f4f4; }
 """
 
 
@@ -101,9 +106,12 @@ def to_html(title: str, blocks: list[Block]) -> str:
             parts.append(f"<p>{html.escape(block.text)}</p>")
         elif isinstance(block, Table):
             head = "".join(f"<th>{html.escape(cell)}</th>" for cell in block.header)
-            body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
-                           for row in block.rows)
-            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            classes = block.row_classes or ("",) * len(block.rows)
+            body = "".join((f'<tr class="{html.escape(css)}">' if css else "<tr>")
+                           + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+                           for row, css in zip(block.rows, classes))
+            table_id = f' id="{html.escape(block.html_id)}"' if block.html_id else ""
+            parts.append(f"<table{table_id}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         elif isinstance(block, Figure):
             data = base64.b64encode(block.png).decode("ascii")
             parts.append(f'<figure id="{html.escape(block.name)}"><img alt="{html.escape(block.name)}" '

@@ -85,3 +85,43 @@ def test_report_100_trials_200_points(benchmark, tmp_path: Path) -> None:
     assert "97 completed, 1 running, 0 pending, 1 diverged, 1 failed" in markdown
     elapsed = benchmark.stats.stats.max
     assert elapsed < BUDGET_S, f"report took {elapsed:.1f} s for 100 trials x 200 points (budget {BUDGET_S} s)"
+
+
+SCORECARD_BUDGET_S = 1.0
+
+
+def test_scorecard_adds_under_a_second(benchmark, tmp_path: Path) -> None:
+    """The scorecard's own work (judge every claim, build its blocks and its console text) on the same
+    100 trials x 200 points, and the report built with and without it, side by side (alternating,
+    3 rounds each, medians). The goal is on the scorecard's own time; the difference of the two
+    report times says the same with the noise of drawing every figure twice."""
+    import statistics
+    import time
+
+    from benchmark.report import load_results
+    from benchmark.report.claims import load_claims
+    from benchmark.report.scorecard import scorecard_blocks, scorecard_text
+    from benchmark.report.verdicts import evaluate_claims
+
+    folder = tmp_path / "results" / "bench"
+    write_synthetic_results(folder)
+    results, claims = load_results(folder), load_claims()
+
+    def scorecard() -> int:
+        verdicts = evaluate_claims(results, claims)
+        scorecard_blocks(results, verdicts)
+        scorecard_text(results, verdicts)
+        return len(verdicts)
+
+    assert benchmark.pedantic(scorecard, rounds=5, iterations=1, warmup_rounds=1) >= 4
+    alone = benchmark.stats.stats.median
+    with_it, without = [], []
+    for round_ in range(3):
+        for times, chosen in ((without, ()), (with_it, None)):
+            start = time.perf_counter()
+            build_report(folder, tmp_path / "reports" / f"r{round_}-{len(times)}-{chosen is None}", chosen)
+            times.append(time.perf_counter() - start)
+    added = statistics.median(with_it) - statistics.median(without)
+    print(f"\nscorecard alone: {alone:.3f} s (median of 5); report without it {statistics.median(without):.2f} s, "
+          f"with it {statistics.median(with_it):.2f} s (+{added:.2f} s, medians of 3)")
+    assert alone < SCORECARD_BUDGET_S, f"the scorecard took {alone:.2f} s for 100 trials x 200 points"
