@@ -106,23 +106,27 @@ def _write_results(folder: Path) -> None:
     """Final errors chosen so that every number below is easy to work out by hand."""
     writer = ResultsWriter(folder)
     trials = [
-        # trial_id, model, kind, depth, shortcut, preact, seed, recipe, final error, status
-        ("resnet110-A-s0", "resnet110", "residual", 110, "A", False, 0, "cifar10_he2015", 7.0, "completed"),
-        ("resnet110-A-s1", "resnet110", "residual", 110, "A", False, 1, "cifar10_he2015", 8.0, "completed"),
-        ("resnet110-A-preact-s0", "resnet110", "residual", 110, "A", True, 0, "cifar10_he2016", 7.0, "completed"),
-        ("highway_resnet110-s0", "highway_resnet110", "highway", 110, None, False, 0, "cifar10_he2015", 9.5, "completed"),
-        ("wrn28_10-s0", "wrn28_10", "residual", 28, None, False, 0, "cifar10_he2015", 4.5, "completed"),
-        ("wrn28_10-s1", "wrn28_10", "residual", 28, None, False, 1, "cifar10_he2015", 5.5, "completed"),
-        ("wrn28_10-s2", "wrn28_10", "residual", 28, None, False, 2, "cifar10_he2015", float("nan"), "diverged"),
-        ("densenet_bc100_12-s0", "densenet_bc100_12", "dense", 100, None, False, 0, "cifar10_huang2017", 5.0,
+        # trial_id, model, kind, depth, shortcut, preact, seed, recipe, steps run, final error, status
+        ("resnet110-A-s0", "resnet110", "residual", 110, "A", False, 0, "cifar10_he2015", 64_000, 7.0, "completed"),
+        ("resnet110-A-s1", "resnet110", "residual", 110, "A", False, 1, "cifar10_he2015", 64_000, 8.0, "completed"),
+        ("resnet110-A-preact-s0", "resnet110", "residual", 110, "A", True, 0, "cifar10_he2016", 64_000, 7.0,
+         "completed"),
+        ("highway_resnet110-s0", "highway_resnet110", "highway", 110, None, False, 0, "cifar10_he2015", 64_000, 9.5,
+         "completed"),
+        ("wrn28_10-s0", "wrn28_10", "residual", 28, None, False, 0, "cifar10_he2015", 64_000, 4.5, "completed"),
+        ("wrn28_10-s1", "wrn28_10", "residual", 28, None, False, 1, "cifar10_he2015", 64_000, 5.5, "completed"),
+        ("wrn28_10-s2", "wrn28_10", "residual", 28, None, False, 2, "cifar10_he2015", 30_000, float("nan"),
+         "diverged"),
+        # DenseNet's own recipe runs 234,300 iterations: 600 of them are no final error.
+        ("densenet_bc100_12-s0", "densenet_bc100_12", "dense", 100, None, False, 0, "cifar10_huang2017", 600, 40.0,
          "completed"),
     ]
-    for trial_id, model, kind, depth, shortcut, preact, seed, recipe, error, status in trials:
+    for trial_id, model, kind, depth, shortcut, preact, seed, recipe, steps, error, status in trials:
         writer.add_metrics(trial_id, {"step": 100, "epoch": 1.0, "lr": 0.1, "train_loss": 1.0, "train_error": 30.0,
                                       "eval_loss": 1.0, "eval_error": error, "eval_top5_error": 1.0,
                                       "eval_split": "test", "images_per_s": 100.0, "wall_s": 1.0})
         writer.update_run(trial_id, suite="relatives_mini", model=model, family="cifar", kind=kind, depth=depth,
-                          shortcut=shortcut, preact=preact, seed=seed, status=status, final_eval_error=error,
+                          shortcut=shortcut, preact=preact, seed=seed, status=status, steps=steps, final_eval_error=error,
                           final_train_error=30.0, dataset="cifar10", data_source="torchvision", eval_split="test",
                           device="cpu", recipe=recipe, images_per_s=100.0)
     (folder / "throughput.csv").write_text(
@@ -151,7 +155,11 @@ def test_relatives_report_numbers(tmp_path: Path) -> None:
     # The gated ResNet-110 against Identity Mappings' exclusive gating (Table 1, b_g = -6).
     assert table.loc["highway_resnet110", "paper"] == 8.70
     assert table.loc["highway_resnet110", "difference"] == pytest.approx(0.8)
-    assert table.loc["densenet_bc100_12", "paper_source"] == "Huang et al. 2017 (DenseNet), Table 2"
+    dense = table.loc["densenet_bc100_12"]
+    assert dense["paper_source"] == "Huang et al. 2017 (DenseNet), Table 2" and dense["paper"] == 4.51
+    assert (dense["mean"], bool(dense["comparable"])) == (40.0, False) and math.isnan(dense["difference"])
+    assert "not comparable: 600 of 234,300 iterations" in dense["note"]
+    assert wide["iterations"] == "64,000 of 64,000 iterations" and bool(wide["comparable"])
     # The paper's own tables see its own nets only.
     reproduction = tables.reproduction_table(paper_nets(results), 6)
     assert set(reproduction["model"]) == {"resnet110"}
@@ -160,7 +168,7 @@ def test_relatives_report_numbers(tmp_path: Path) -> None:
     assert list(zip(speed["model"], speed["images_per_s"])) == [("wrn28_10", 12.0)]
     out = build_report(tmp_path / "relatives_mini", tmp_path / "report")
     markdown = (out / "report.md").read_text()
-    assert ("| wrn28_10 | cifar10_he2015 | torchvision | 36.48M [36.5M] | 5.24G | 5.00 ± 0.71 (n=2, 4.50–5.50) | 4.00 "
-            in markdown)
+    assert ("| wrn28_10 | cifar10_he2015 | torchvision | 36.48M [36.5M] | 5.24G | 64,000 of 64,000 iterations | "
+            "5.00 ± 0.71 (n=2, 4.50–5.50) | 4.00 ") in markdown
     section_6 = markdown.split("### Table 6")[1].split("##")[0]
     assert "resnet110-A" in section_6 and "wrn28_10" not in section_6 and "highway" not in section_6

@@ -19,7 +19,6 @@ import math
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
@@ -30,11 +29,13 @@ from benchmark.report.figures import STYLE, NamedFigure
 from benchmark.report.formats import number, seed_stats, signed
 from benchmark.report.load import Results
 from benchmark.report.render import Block, Heading, Paragraph, Table, save_figure
-from benchmark.report.tables import THROUGHPUT_SETTING, final_by_trial, latest
+from benchmark.report.progress import iterations, iterations_range
+from benchmark.report.tables import THROUGHPUT_SETTING, final_by_trial, jpeg_costs, latest, summarise
+from benchmark.report.tables import _excluded as excluded_trials  # the paper's tables' rule, shared
 
 COLUMNS = ["variant", "model", "recipe", "own_recipe", "data_source", "eval_split", "parameters",
-           "published_parameters", "multiply_adds", "n", "mean", "std", "min", "max", "paper", "paper_std",
-           "paper_statistic", "paper_source", "difference", "excluded", "note"]
+           "published_parameters", "multiply_adds", "iterations", "comparable", "n", "mean", "std", "min", "max",
+           "paper", "paper_std", "paper_statistic", "paper_source", "difference", "excluded", "note"]
 
 
 def paper_nets(results: Results) -> Results:
@@ -65,9 +66,12 @@ def complexity(model: str, shortcut: str | None, preact: bool) -> tuple[int, int
 
 def relatives_table(results: Results) -> pd.DataFrame:
     """One row per (variant, recipe, data source, eval split) of the CIFAR-10 trials, when the results
-    hold a relative: the measured mean ± std over completed seeds beside the own paper's number.
+    hold a relative: the measured mean ± std over seeds beside the own paper's number.
 
-    ``difference`` = measured mean − own paper's number; NaN where that paper gives none.
+    As for the paper's tables (``tables.reproduction_table``), only trials that ran their recipe's
+    whole schedule are compared (``comparable``); when a group has none, its completed trials are
+    shown with how far they ran and no difference. ``difference`` = measured mean − own paper's
+    number; NaN where that paper gives none or the trials are short of the schedule.
     """
     trials = final_by_trial(results)
     trials = trials[trials["dataset"] == "cifar10"]
@@ -75,23 +79,28 @@ def relatives_table(results: Results) -> pd.DataFrame:
         return pd.DataFrame(columns=COLUMNS)
     recipe = trials["recipe"] if "recipe" in trials else pd.Series("", index=trials.index)
     trials = trials.assign(recipe=recipe.fillna(""))
+    costs = jpeg_costs(trials)
     rows = []
     for (variant, recipe_name, source, split), group in trials.groupby(
             ["variant", "recipe", "data_source", "eval_split"], sort=False):
         first = group.iloc[0]
         model, preact, shortcut = str(first["model"]), bool(first["preact"]), first["shortcut"] or None
-        finals = group.loc[group["status"] == "completed", "final_eval_error"]
-        finals = finals[np.isfinite(finals)]
-        n = int(finals.size)
-        mean = float(finals.mean()) if n else math.nan
-        std = float(finals.std(ddof=1)) if n > 1 else math.nan
-        low, high = (float(finals.min()), float(finals.max())) if n else (math.nan, math.nan)
+        completed = group[group["status"] == "completed"]
+        complete = completed[completed["complete"]]
+        judged = complete if len(complete) else completed
+        stats = summarise(judged["final_eval_error"])
+        if len(complete):
+            reached = iterations(complete["reached"].max(), complete["schedule"].max())
+        else:
+            reached = iterations_range(judged["reached"], judged["schedule"].max()) if len(judged) else ""
         parameters, multiply_adds = complexity(model, shortcut, preact)
         own = own_number(model, preact)
         notes = []
         own_recipe = own is not None and PAPER_RECIPES.get(own.source) == recipe_name
         if own is None:
             notes.append("its paper gives no CIFAR-10 number for this net")
+        elif stats["n"] and not len(complete):
+            notes.append(f"not comparable: {reached}")
         elif not own_recipe:
             notes.append(f"trained with {recipe_name or 'an unnamed recipe'}; its paper used "
                          f"{PAPER_RECIPES.get(own.source, 'its own recipe')}")
@@ -102,18 +111,17 @@ def relatives_table(results: Results) -> pd.DataFrame:
         if split and split != "test":
             notes.append(f"evaluated on {split!r}, the papers on the test set")
         if "jpeg" in str(source).lower():
-            notes.append("JPEG copy: known to cost about 2-3 points")
-        excluded = group.loc[group["status"] != "completed", "status"].value_counts()
+            notes.append(costs.get(variant, "JPEG copy: its cost against the original data is unmeasured"))
         rows.append({
             "variant": variant, "model": model, "recipe": recipe_name, "own_recipe": own_recipe,
             "data_source": source, "eval_split": split, "parameters": parameters,
             "published_parameters": published_parameters(model) or math.nan, "multiply_adds": multiply_adds,
-            "n": n, "mean": mean, "std": std, "min": low, "max": high, "paper": own.value if own else math.nan,
+            "iterations": reached, "comparable": bool(len(complete)), **stats,
+            "paper": own.value if own else math.nan,
             "paper_std": own.std if own and own.std is not None else math.nan,
             "paper_statistic": own.statistic if own else "", "paper_source": own.label if own else "",
-            "difference": mean - own.value if own else math.nan,
-            "excluded": ", ".join(f"{count} {status}" for status, count in sorted(excluded.items())),
-            "note": "; ".join(notes),
+            "difference": stats["mean"] - own.value if own and len(complete) else math.nan,
+            "excluded": excluded_trials(group), "note": "; ".join(notes),
         })
     frame = pd.DataFrame(rows, columns=COLUMNS)
     return frame.sort_values(["recipe", "parameters", "variant"], kind="stable").reset_index(drop=True)
@@ -144,7 +152,8 @@ def error_figure(table: pd.DataFrame) -> NamedFigure:
     axes[0].set_ylabel("final test error (%)")
     caption = ("Final test error (last evaluation, mean ± std over completed seeds) of every net against its "
                "parameters (left) and forward mult-adds per image (right); one marker per recipe. Open stars: "
-               "the number of each net's own paper, at our count of its parameters and mult-adds.")
+               "the number of each net's own paper, at our count of its parameters and mult-adds. Runs short of "
+               "their recipe's schedule are drawn too; the table says which (their errors are not final).")
     return NamedFigure("relatives_error", caption, figure)
 
 
@@ -169,7 +178,8 @@ def section(results: Results, folder: Path) -> list[Block]:
         Paragraph("Each net is compared only with the number of its own paper (highway nets: Srivastava et al. "
                   "via the ResNet paper's Table 6; pre-activation and gated ResNets: Identity Mappings; WRN, "
                   "ResNeXt and DenseNet: their papers; the paper's ResNets: Table 6). Measured: mean ± sample std "
-                  "over completed seeds (n, min–max). Difference = measured − own paper. Params: our exact count "
+                  "over completed seeds (n, min–max); only trials that ran their recipe's whole schedule are "
+                  "compared (else: not comparable). Difference = measured − own paper. Params: our exact count "
                   "(published count in brackets); mult-adds: forward, one 32×32 image, conv + fc."),
         _render(table),
         save_figure(error_figure(table), folder),
@@ -198,11 +208,11 @@ def _render(table: pd.DataFrame) -> Table:
         published = "" if math.isnan(row["published_parameters"]) else f" [{row['published_parameters'] / 1e6:g}M]"
         return f"{row['parameters'] / 1e6:.2f}M{published}"
 
-    header = ("model", "recipe", "data source", "params", "mult-adds", "measured", "own paper", "difference",
-              "not counted", "note")
+    header = ("model", "recipe", "data source", "params", "mult-adds", "iterations", "measured", "own paper",
+              "difference", "not counted", "note")
     rows = tuple(
         (str(row["variant"]), str(row["recipe"]), str(row["data_source"]), parameters(row),
-         f"{row['multiply_adds'] / 1e9:.2f}G", seed_stats(row["n"], row["mean"], row["std"], row["min"], row["max"]),
+         f"{row['multiply_adds'] / 1e9:.2f}G", str(row["iterations"]), seed_stats(row["n"], row["mean"], row["std"], row["min"], row["max"]),
          paper(row), signed(row["difference"]), str(row["excluded"]), str(row["note"]))
         for _, row in table.iterrows()
     )
