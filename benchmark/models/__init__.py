@@ -16,7 +16,7 @@ ResNeXt-29 (``resnext``) and DenseNet-BC (``densenet``).
 from benchmark.models import cifar, densenet, highway, imagenet, preact_bottleneck, resnext, wide  # noqa: F401
 from benchmark.models.blocks import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
 from benchmark.models.cifar import cifar_n, cifar_resnet
-from benchmark.models.complexity import count_multiply_adds, count_parameters
+from benchmark.models.complexity import count_multiply_adds, count_parameters, named_complexity
 from benchmark.models.imagenet import imagenet_resnet
 from benchmark.models.network import ResNet
 from benchmark.models.registry import ModelInfo, build_model, list_models, model_info, register_model
@@ -39,5 +39,6 @@ __all__ = [
     "imagenet_resnet",
     "list_models",
     "model_info",
+    "named_complexity",
     "register_model",
 ]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -50,18 +49,11 @@ def has_relatives(results: Results) -> bool:
     return not results.runs["model"].map(is_paper_model).astype(bool).all()
 
 
-@lru_cache(maxsize=None)
 def complexity(model: str, shortcut: str | None, preact: bool) -> tuple[int, int]:
     """(parameters, forward mult-adds per image) of ``model`` as a trial builds it."""
-    import torch  # here: only a report with relatives needs the models
+    from benchmark.models import named_complexity  # here: only a report with relatives needs the models
 
-    from benchmark.models import build_model, count_multiply_adds, count_parameters, model_info
-
-    options = {"shortcut": shortcut} if shortcut else {}
-    options |= {"preact": True} if preact else {}
-    with torch.device("meta"):
-        net = build_model(model, **options)
-    return count_parameters(net), count_multiply_adds(net, model_info(model).input_size)
+    return named_complexity(model, shortcut, preact)
 
 
 def relatives_table(results: Results) -> pd.DataFrame:
