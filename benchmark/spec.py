@@ -202,9 +202,11 @@ class Suite(_Strict):
         trials = []
         for name in self.model_names():
             info = model_info(name)
+            # The shortcut and pre-activation axes multiply the residual nets that take those
+            # options; a relative whose paper fixes them (WRN, ResNeXt, ...) keeps its own.
             residual = info.kind == "residual"
-            shortcuts = (self.grid.shortcut or [info.default_shortcut]) if residual else [None]
-            preacts = self.grid.preact if residual else [False]
+            shortcuts = (self.grid.shortcut or [info.default_shortcut]) if residual and "shortcut" in info.options else [None]
+            preacts = self.grid.preact if residual and "preact" in info.options else [False]
             for shortcut in shortcuts:
                 for preact in preacts:
                     for seed in self.seeds:
@@ -261,7 +263,7 @@ class Trial(_Strict):
     suite: str
     model: str
     family: str
-    kind: Literal["plain", "residual"]
+    kind: Literal["plain", "residual", "highway", "dense"]  # benchmark.models.registry.Kind
     depth: int
     shortcut: str | None
     preact: bool
