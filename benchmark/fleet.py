@@ -118,7 +118,7 @@ def check_data(suite: Suite) -> None:
         else:
             from benchmark.data.imagenet import check_imagenet_folder
 
-            check_imagenet_folder(suite.data.root)
+            check_imagenet_folder(suite.data.root, suite.loader)
     except DataError as exc:
         raise DataError(f"data.source={suite.data.source}: {exc} (in a suite: data.root or --source)") from None
 
@@ -130,7 +130,7 @@ def check_loader(suite: Suite) -> None:
         except ImportError:
             raise SuiteError(
                 "loader: 'ffcv' needs the ffcv extra: apt-get install pkg-config libturbojpeg0-dev libopencv-dev, "
-                "then pip install '.[ffcv]' (after torch); or choose loader: device"
+                f"then pip install '.[ffcv]' (after torch); or choose loader: {'torch' if suite.data.dataset == 'imagenet' else 'device'}"
             ) from None
 
 

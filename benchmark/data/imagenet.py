@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 from torchvision.transforms import functional as TF
 
+from benchmark.data.epochs import EpochLoader
 from benchmark.data.torch_loader import TorchLoader
 from benchmark.errors import DataError
 
@@ -38,6 +39,7 @@ PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
 PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009),
               (-0.5808, -0.0045, -0.8140),
               (-0.5836, -0.6948, 0.4203))
+LIGHTING_STD = 0.1  # alpha's standard deviation, as AlexNet and fb.resnet.torch
 TRAIN_SCALE = (256, 480)
 CROP = 224
 EVAL_RESIZE = 256
@@ -84,10 +86,16 @@ def load_imagenet(root: str | Path) -> tuple[ImageFolderSplit, ImageFolderSplit]
     return train, scan_split(root / "val", train.classes)
 
 
-def check_imagenet_folder(root: str | Path) -> tuple[ImageFolderSplit, ImageFolderSplit]:
-    """Preflight before a run: the tree exists and both splits hold images (a DataError otherwise).
-    It lists files only; :func:`check_images` decodes every image (slow, done before FFCV writes)."""
-    return load_imagenet(root)
+def check_imagenet_folder(root: str | Path, loader: str = "torch") -> None:
+    """Preflight before a run: the tree exists and both splits hold images, and for the "ffcv"
+    loader its betons exist and were written from this tree (a DataError otherwise). It lists
+    files only; :func:`check_images` decodes every image (slow, done before FFCV writes)."""
+    if loader == "ffcv":
+        from benchmark.data.imagenet_beton import check_imagenet_betons
+
+        check_imagenet_betons(root)  # scans the tree too
+    else:
+        load_imagenet(root)
 
 
 def open_rgb(path: Path) -> Image.Image:
@@ -134,13 +142,14 @@ class Lighting:
     """AlexNet PCA colour augmentation on a [0, 1] CHW tensor: add ``eigvec @ (alpha * eigval)``
     to every pixel, alpha ~ N(0, std^2) per image and channel."""
 
-    def __init__(self, std: float = 0.1, eigval=PCA_EIGVAL, eigvec=PCA_EIGVEC) -> None:
+    def __init__(self, std: float = LIGHTING_STD, eigval=PCA_EIGVAL, eigvec=PCA_EIGVEC) -> None:
         self.std = std
         self.eigval = torch.tensor(eigval, dtype=torch.float32)
         self.eigvec = torch.tensor(eigvec, dtype=torch.float32)
 
     def shift(self, alpha: torch.Tensor) -> torch.Tensor:
-        return self.eigvec @ (alpha * self.eigval)
+        """``eigvec @ (alpha * eigval)`` for alpha (3,), or row by row for alpha (n, 3)."""
+        return (alpha * self.eigval) @ self.eigvec.T
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         if self.std == 0:
@@ -159,7 +168,7 @@ class StackCrops:
         return torch.stack([self.normalise(TF.to_tensor(crop)) for crop in crops])
 
 
-def train_transform(lighting_std: float = 0.1) -> transforms.Compose:
+def train_transform(lighting_std: float = LIGHTING_STD) -> transforms.Compose:
     return transforms.Compose([RandomShorterSide(), transforms.RandomCrop(CROP), transforms.RandomHorizontalFlip(),
                                transforms.ToTensor(), Lighting(lighting_std), transforms.Normalize(MEAN, STD)])
 
@@ -216,10 +225,29 @@ class ImageFolderDataset(Dataset):
 
 def build_imagenet_loaders(root: str | Path, batch_size: int = 256, device: torch.device | str = "cpu",
                            seed: int = 0, eval_batch_size: int = 100, num_workers: int = 2,
-                           ten_crop: bool = False, shuffle: bool = True) -> tuple[TorchLoader, TorchLoader]:
-    """(train_loader, eval_loader) through torch's DataLoader, with the loader interface of
-    :func:`benchmark.data.build_loaders`. The eval loader yields (B, 3, 224, 224) centre crops,
-    or (B, 10, 3, 224, 224) with ``ten_crop`` (feed those to :func:`ten_crop_predict`)."""
+                           ten_crop: bool = False, shuffle: bool = True, loader: str = "torch",
+                           distributed: bool = False) -> tuple[EpochLoader, EpochLoader]:
+    """(train_loader, eval_loader) with the loader interface of :func:`benchmark.data.build_loaders`.
+    The eval loader yields (B, 3, 224, 224) centre crops, or (B, 10, 3, 224, 224) with ``ten_crop``
+    (``evaluate`` and :func:`ten_crop_predict` average over the crops).
+
+    ``loader="torch"``: the JPEG tree through torch's DataLoader and the transforms above (PIL).
+    ``loader="ffcv"``: the same pipeline through FFCV over ``root/ffcv``'s betons
+    (:mod:`benchmark.data.ffcv_imagenet`; a DataError says how to install FFCV or write the betons);
+    ``distributed`` shards its epochs by rank.
+    """
+    if loader == "ffcv":
+        from benchmark.data.beton import import_ffcv
+
+        import_ffcv()  # a DataError with the install line when FFCV is missing
+        from benchmark.data.ffcv_imagenet import build_ffcv_imagenet_loaders
+
+        return build_ffcv_imagenet_loaders(root, batch_size, device, seed, eval_batch_size, num_workers,
+                                           ten_crop, shuffle, distributed=distributed)
+    if loader != "torch":
+        raise DataError(f"unknown imagenet loader {loader!r}; expected 'torch' or 'ffcv'")
+    if distributed:
+        raise DataError("distributed loading of ImageNet is done by the 'ffcv' loader")
     train, val = load_imagenet(root)
     return (TorchLoader(ImageFolderDataset(train, train_transform()), batch_size, device, seed,
                         shuffle=shuffle, drop_last=True, num_workers=num_workers),

@@ -1,0 +1,327 @@
+"""The "ffcv" loader for ImageNet: the paper's pipeline (Section 3.4) as FFCV operations, over the
+betons of :mod:`benchmark.data.imagenet_beton`, with the torch loader's semantics
+(:mod:`benchmark.data.imagenet`):
+
+- training, :class:`ScaleAugmentDecoder`: the shorter side S drawn uniformly from [256, 480], a
+  random 224x224 crop of the image resized to S, a horizontal flip with p = 1/2. It decodes the
+  JPEG, then resizes only the source square that becomes the crop (side 224 * shorter / S), which
+  is the same crop as resizing the whole image first, without the pixels thrown away;
+- evaluation, :class:`ResizedCropsDecoder`: the shorter side resized to 256 (torchvision's
+  sizes), then the centre 224 crop, or the paper's 10 crops (the 4 corners and the centre, and the
+  same of the flipped image, in torchvision's ``TenCrop`` order) as (10, 224, 224, 3) per image;
+- both, :class:`NormaliseLighting`: x / 255, the AlexNet PCA colour shift (training), the
+  per-channel mean and std, on whatever device the batch is on, into a new float32 tensor.
+
+Random draws are a stateless hash of (seed, the batch's sample indices, the sample index), as in
+:class:`benchmark.data.ffcv_loader.SeededCropFlip`, so an epoch is deterministic for (seed, index)
+and its batches (hence draws) change with the per-epoch permutation. OpenCV's INTER_AREA (FFCV's
+resize) stands in for PIL's antialiased bilinear: pixels differ by interpolation, not geometry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numba
+import numpy as np
+import torch
+from ffcv.fields.rgb_image import IMAGE_MODES, SimpleRGBImageDecoder
+from ffcv.libffcv import imdecode, resize_crop
+from ffcv.pipeline.allocation_query import AllocationQuery
+from ffcv.pipeline.compiler import Compiler
+from ffcv.pipeline.operation import Operation
+from ffcv.pipeline.state import State
+from ffcv.transforms import ToDevice, ToTensor
+
+from benchmark.data.ffcv_loader import FfcvEpochLoader, _splitmix64, batch_key
+from benchmark.data.imagenet import (CROP, EVAL_RESIZE, LIGHTING_STD, MEAN, STD, TRAIN_SCALE, Lighting)
+from benchmark.data.imagenet_beton import check_imagenet_betons
+
+CROP_STREAM = np.uint64(0x5CA1E)  # separate hash streams for the crops and the colour shifts
+LIGHTING_STREAM = np.uint64(0xC0102)
+
+
+def stream_key(seed: int, stream: np.uint64) -> np.uint64:
+    """The hash key of one stream (crops or colour shifts) of a loader's seed."""
+    return np.uint64(_splitmix64(np.uint64(seed) ^ stream))
+
+
+@numba.njit
+def image_hashes(seed: np.uint64, indices: np.ndarray) -> np.ndarray:
+    """One 64-bit hash per image of a batch, from the seed, the batch and the image's index."""
+    key = batch_key(seed, indices)
+    hashes = np.empty(len(indices), np.uint64)
+    for i in range(len(indices)):
+        hashes[i] = _splitmix64(key ^ np.uint64(indices[i]))
+    return hashes
+
+
+@numba.njit
+def scale_crop(height: int, width: int, z: np.uint64, low: int, high: int, size: int):
+    """(top, left, side, flip) of one training crop from the hash ``z``: S uniform in [low, high],
+    the source square ``side`` = size * shorter / S (rounded, kept so that the S it stands for stays
+    in [low, high]), its position uniform inside the image, and the flip."""
+    short = min(height, width)
+    s = low + np.int64(z % np.uint64(high - low + 1))
+    side = np.int64(np.floor(size * short / s + 0.5))
+    side = max(side, np.int64(np.ceil(size * short / high)))
+    side = max(min(side, np.int64(np.floor(size * short / low)), short), 1)
+    z2 = _splitmix64(z)
+    top = np.int64((z2 & np.uint64(0xFFFFFFFF)) % np.uint64(height - side + 1))
+    left = np.int64((z2 >> np.uint64(32)) % np.uint64(width - side + 1))
+    flip = ((z >> np.uint64(40)) & np.uint64(1)) == np.uint64(1)
+    return top, left, side, flip
+
+
+@numba.njit
+def resized_size(height: int, width: int, size: int):
+    """torchvision's ``Resize(size)`` for a PIL image: the shorter side becomes ``size``, the longer
+    ``int(size * longer / shorter)``. Returns (height, width)."""
+    if width <= height:
+        return np.int64(size * height / width), np.int64(size)
+    return np.int64(size), np.int64(size * width / height)
+
+
+@numba.njit
+def _centre(excess: int) -> int:
+    """torchvision's ``int(round(excess / 2.0))``: Python rounds halves to the even neighbour."""
+    half, odd = excess // 2, excess % 2
+    return half + (half % 2 if odd else 0)
+
+
+@numba.njit
+def five_crop_offsets(height: int, width: int, size: int) -> np.ndarray:
+    """(top, left) of torchvision's ``FiveCrop``: the four corners, then the centre."""
+    offsets = np.empty((5, 2), np.int64)
+    offsets[0, 0], offsets[0, 1] = 0, 0
+    offsets[1, 0], offsets[1, 1] = 0, width - size
+    offsets[2, 0], offsets[2, 1] = height - size, 0
+    offsets[3, 0], offsets[3, 1] = height - size, width - size
+    offsets[4, 0], offsets[4, 1] = _centre(height - size), _centre(width - size)
+    return offsets
+
+
+@numba.njit
+def _flip_in_place(image: np.ndarray) -> None:
+    height, width, channels = image.shape
+    for row in range(height):
+        for col in range(width // 2):
+            for c in range(channels):
+                image[row, col, c], image[row, width - 1 - col, c] = image[row, width - 1 - col, c], image[row, col, c]
+
+
+@numba.njit
+def lighting_alphas(seed: np.uint64, indices: np.ndarray) -> np.ndarray:
+    """Standard normal (n, 3) draws per image for the PCA colour shift (Box-Muller on the hash)."""
+    hashes = image_hashes(seed, indices)
+    alphas = np.empty((len(indices), 3), np.float32)
+    for i in range(len(indices)):
+        z = hashes[i]
+        for k in range(3):
+            u1 = (np.float64(_splitmix64(z ^ np.uint64(2 * k + 1)) >> np.uint64(11)) + 1.0) * 2.0 ** -53
+            u2 = np.float64(_splitmix64(z ^ np.uint64(2 * k + 2)) >> np.uint64(11)) * 2.0 ** -53
+            alphas[i, k] = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+    return alphas
+
+
+# FFCV compiles each operation's code anew for every Loader; the per-image work lives in these
+# module-level functions instead, compiled once per process (each Loader recompiles only its loop).
+_imdecode = numba.njit(nogil=True)(imdecode)
+_resize_crop = numba.njit(nogil=True)(resize_crop)
+JPEG_MODE = IMAGE_MODES["jpg"]
+
+
+@numba.njit(nogil=True)
+def decode_image(data: np.ndarray, height: int, width: int, mode: int) -> np.ndarray:
+    """One stored image as (height, width, 3) uint8: decoded from JPEG, or the raw pixels."""
+    if mode != JPEG_MODE:
+        return data.reshape(height, width, 3)
+    image = np.empty(height * width * 3, np.uint8)  # per image: memory bounded by the batch, not the largest image
+    _imdecode(data, image, np.uint32(height), np.uint32(width), np.uint32(height), np.uint32(width),
+              0, 0, 1, 1, False, False)
+    return image.reshape(height, width, 3)
+
+
+@numba.njit(nogil=True)
+def train_view(data, height, width, mode, z, low, high, size, out) -> None:
+    """Decode, crop the source square of :func:`scale_crop`, resize it into ``out``, maybe flip."""
+    image = decode_image(data, height, width, mode)
+    top, left, side, flip = scale_crop(height, width, z, low, high, size)
+    _resize_crop(image, top, top + side, left, left + side, out)
+    if flip:
+        _flip_in_place(out)
+
+
+@numba.njit(nogil=True)
+def _copy_crop(image: np.ndarray, top: int, left: int, flip: bool, out: np.ndarray) -> None:
+    """``out`` = the (size, size) crop of ``image`` at (top, left), mirrored left-right if ``flip``."""
+    size = out.shape[1]
+    for row in range(size):
+        for col in range(size):
+            source = left + (size - 1 - col if flip else col)
+            for c in range(3):
+                out[row, col, c] = image[top + row, source, c]
+
+
+@numba.njit(nogil=True)
+def _resized(data, height, width, mode, resize) -> np.ndarray:
+    """Decode, then resize the shorter side to ``resize`` (torchvision's sizes)."""
+    image = decode_image(data, height, width, mode)
+    new_height, new_width = resized_size(height, width, resize)
+    resized = np.empty((new_height, new_width, 3), np.uint8)
+    _resize_crop(image, 0, height, 0, width, resized)
+    return resized
+
+
+@numba.njit(nogil=True)
+def centre_view(data, height, width, mode, resize, out) -> None:
+    """The single-crop evaluation view: the centre (size, size) crop of the resized image."""
+    resized = _resized(data, height, width, mode, resize)
+    offsets = five_crop_offsets(resized.shape[0], resized.shape[1], out.shape[0])
+    _copy_crop(resized, offsets[4, 0], offsets[4, 1], False, out)
+
+
+@numba.njit(nogil=True)
+def ten_views(data, height, width, mode, resize, out) -> None:
+    """Section 3.4's 10-crop testing views, ``out`` (10, size, size, 3) in ``TenCrop``'s order: the
+    four corners and the centre of the resized image, then the same five of its mirror image."""
+    resized = _resized(data, height, width, mode, resize)
+    size = out.shape[1]
+    offsets = five_crop_offsets(resized.shape[0], resized.shape[1], size)
+    for v in range(5):
+        _copy_crop(resized, offsets[v, 0], offsets[v, 1], False, out[v])
+        # that crop of the mirror image is the mirror-image crop (left -> width - size - left), flipped
+        _copy_crop(resized, offsets[v, 0], resized.shape[1] - size - offsets[v, 1], True, out[5 + v])
+
+
+def _uint8_state(previous_state: State, shape: tuple[int, ...]) -> tuple[State, AllocationQuery]:
+    return (replace(previous_state, jit_mode=True, shape=shape, dtype=np.dtype("u1")),
+            AllocationQuery(shape, np.dtype("u1")))
+
+
+class ScaleAugmentDecoder(SimpleRGBImageDecoder):
+    """Section 3.4's training view: shorter side S in [low, high], a random ``size`` crop, a flip."""
+
+    def __init__(self, seed: int, scale: tuple[int, int] = TRAIN_SCALE, size: int = CROP) -> None:
+        super().__init__()
+        self.seed, self.scale, self.size = seed, scale, size
+
+    def declare_state_and_memory(self, previous_state: State) -> tuple[State, AllocationQuery]:
+        return _uint8_state(previous_state, (self.size, self.size, 3))
+
+    def generate_code(self):
+        mem_read = self.memory_read
+        my_range = Compiler.get_iterator()
+        seed = stream_key(self.seed, CROP_STREAM)
+        (low, high), size = self.scale, self.size
+
+        def decode(batch_indices, destination, metadata, storage_state):
+            hashes = image_hashes(seed, batch_indices)
+            for i in my_range(len(batch_indices)):
+                field = metadata[batch_indices[i]]
+                train_view(mem_read(field["data_ptr"], storage_state), np.int64(field["height"]),
+                           np.int64(field["width"]), field["mode"], hashes[i], low, high, size, destination[i])
+            return destination[:len(batch_indices)]
+
+        decode.is_parallel = True
+        return decode
+
+
+class ResizedCropsDecoder(SimpleRGBImageDecoder):
+    """The evaluation views: the shorter side resized to ``resize``, then the centre ``size`` crop,
+    or (``ten_crop``) the ten crops of Section 3.4 as (10, size, size, 3)."""
+
+    def __init__(self, ten_crop: bool, resize: int = EVAL_RESIZE, size: int = CROP) -> None:
+        super().__init__()
+        self.ten_crop, self.resize, self.size = ten_crop, resize, size
+
+    def declare_state_and_memory(self, previous_state: State) -> tuple[State, AllocationQuery]:
+        return _uint8_state(previous_state, ((10,) if self.ten_crop else ()) + (self.size, self.size, 3))
+
+    def generate_code(self):
+        mem_read = self.memory_read
+        my_range = Compiler.get_iterator()
+        resize = self.resize
+        views = ten_views if self.ten_crop else centre_view
+
+        def decode(batch_indices, destination, metadata, storage_state):
+            for i in my_range(len(batch_indices)):
+                field = metadata[batch_indices[i]]
+                views(mem_read(field["data_ptr"], storage_state), np.int64(field["height"]),
+                      np.int64(field["width"]), field["mode"], resize, destination[i])
+            return destination[:len(batch_indices)]
+
+        decode.is_parallel = True
+        return decode
+
+
+class NormaliseLighting(Operation):
+    """uint8 (..., H, W, 3) -> a new float32 (..., 3, H, W): ``x / 255``, plus the AlexNet PCA colour
+    shift with alpha ~ N(0, lighting_std^2) per image and channel (0: none), minus the mean, over the
+    std: :func:`benchmark.data.imagenet.train_transform`'s ToTensor, Lighting and Normalize in one
+    pass. A torch operation, after ``ToTensor`` (and ``ToDevice``): it runs on the batch's device in
+    FFCV's loader thread. The output is channels-last in memory for 4-d batches."""
+
+    def __init__(self, seed: int, lighting_std: float = 0.0, mean=MEAN, std=STD) -> None:
+        super().__init__()
+        self.seed = stream_key(seed, LIGHTING_STREAM)
+        self.lighting_std = lighting_std
+        self.lighting = Lighting(lighting_std)
+        self.std = torch.tensor(std, dtype=torch.float32)
+        self.scale = 1.0 / (255.0 * self.std)
+        self.bias = -torch.tensor(mean, dtype=torch.float32) / self.std
+
+    def declare_state_and_memory(self, previous_state: State) -> tuple[State, None]:
+        if previous_state.jit_mode:
+            raise TypeError("NormaliseLighting works on tensors: put it after ToTensor (and ToDevice)")
+        *lead, height, width, channels = previous_state.shape
+        return replace(previous_state, shape=(*lead, channels, height, width), dtype=torch.float32), None
+
+    def generate_code(self):
+        def normalise(images: torch.Tensor, _destination, indices: np.ndarray) -> torch.Tensor:
+            count = images.shape[0]
+            bias = self.bias.expand(count, 3)
+            if self.lighting_std > 0:
+                alphas = torch.from_numpy(lighting_alphas(self.seed, indices)) * self.lighting_std
+                bias = bias + self.lighting.shift(alphas) / self.std
+            broadcast = (count,) + (1,) * (images.dim() - 2) + (3,)
+            out = images.to(torch.float32)
+            out.mul_(self.scale.to(images.device)).add_(bias.to(images.device, non_blocking=True).view(broadcast))
+            return out.movedim(-1, -3)
+
+        normalise.with_indices = True
+        return normalise
+
+
+class FfcvImagenetLoader(FfcvEpochLoader):
+    """The ImageNet "ffcv" loader: ``augment`` (training) or the ``ten_crop``/centre evaluation
+    views; ``distributed`` shards every epoch by rank (training padded to equal shares)."""
+
+    def __init__(self, beton: Path, batch_size: int, device: torch.device | str = "cpu", seed: int = 0,
+                 augment: bool = False, ten_crop: bool = False, shuffle: bool = False, drop_last: bool = False,
+                 num_workers: int = 2, lighting_std: float = LIGHTING_STD, distributed: bool = False) -> None:
+        device = torch.device(device)
+        decoder = ScaleAugmentDecoder(seed) if augment else ResizedCropsDecoder(ten_crop)
+        image_ops: list = [decoder, ToTensor()]
+        if device.type != "cpu":
+            image_ops.append(ToDevice(device, non_blocking=True))  # uint8 over the bus, normalised there
+        image_ops.append(NormaliseLighting(seed, lighting_std if augment else 0.0))
+        super().__init__(beton, image_ops, batch_size, device, seed, shuffle, drop_last, num_workers, distributed)
+
+    def finish(self, images: torch.Tensor) -> torch.Tensor:
+        return images  # NormaliseLighting wrote a new tensor
+
+
+def build_ffcv_imagenet_loaders(root: str | Path, batch_size: int = 256, device: torch.device | str = "cpu",
+                                seed: int = 0, eval_batch_size: int = 100, num_workers: int = 2,
+                                ten_crop: bool = False, shuffle: bool = True, lighting_std: float = LIGHTING_STD,
+                                distributed: bool = False) -> tuple[FfcvImagenetLoader, FfcvImagenetLoader]:
+    """(train_loader, eval_loader) over ``root/ffcv``'s betons, checked against the folder first.
+    ``num_workers`` is FFCV's threads (at least 1). ``distributed=True`` (under an initialised
+    torch.distributed process group) gives each rank its share of every epoch."""
+    train_beton, val_beton = check_imagenet_betons(root)
+    common = dict(device=device, seed=seed, num_workers=num_workers, distributed=distributed)
+    return (FfcvImagenetLoader(train_beton, batch_size, augment=True, shuffle=shuffle, drop_last=True,
+                               lighting_std=lighting_std, **common),
+            FfcvImagenetLoader(val_beton, eval_batch_size, ten_crop=ten_crop, shuffle=False, drop_last=False, **common))
