@@ -18,6 +18,7 @@ from PIL import Image
 from benchmark.data import imagenet, preprocess
 from benchmark.data.beton import import_ffcv
 from benchmark.errors import DataError
+from tests.imagenet_tree import photo_like, write_tree
 
 try:
     import_ffcv()
@@ -25,9 +26,9 @@ except DataError:
     pytest.skip("needs the ffcv extra", allow_module_level=True)
 
 from benchmark.data.ffcv_imagenet import (CROP_STREAM, LIGHTING_STREAM, FfcvImagenetLoader,  # noqa: E402
-                                          build_ffcv_imagenet_loaders, image_hashes, lighting_alphas,
-                                          resized_size, scale_crop, stream_key)
-from benchmark.data.ffcv_loader import shard  # noqa: E402
+                                          NormaliseLighting, ScaleAugmentDecoder, build_ffcv_imagenet_loaders,
+                                          image_hashes, lighting_alphas, resized_size, scale_crop, stream_key)
+from benchmark.data.ffcv_loader import FfcvEpochLoader, shard  # noqa: E402
 from benchmark.data.imagenet_beton import (BETON_FORMAT_VERSION, beton_paths, check_imagenet_betons,  # noqa: E402
                                            sidecar_path, write_imagenet_betons)
 
@@ -35,36 +36,20 @@ pytestmark = pytest.mark.ffcv
 
 CLASSES = ("n01440764", "n01443537", "n01484850")
 TRAIN_SIZES = [(300, 200), (500, 375), (375, 500), (180, 260)]  # (width, height); one below 224
-VAL_SIZES = [(500, 375), (300, 200), (333, 500)]
+VAL_SIZES = [(500, 375), (300, 200), (333, 500)]  # one per class
 MEAN = torch.tensor(imagenet.MEAN).view(3, 1, 1)
 STD = torch.tensor(imagenet.STD).view(3, 1, 1)
 
 
-def smooth_image(size: tuple[int, int], seed: int) -> np.ndarray:
-    """A photo-like (height, width, 3) uint8 image: a smooth random colour field plus mild grain,
-    so that resampling filters agree to within a few grey levels (noise would exaggerate them)."""
-    rng = np.random.default_rng(seed)
-    coarse = Image.fromarray(rng.integers(0, 256, size=(4, 5, 3), dtype=np.uint8))
-    field = np.asarray(coarse.resize(size, Image.Resampling.BICUBIC), dtype=np.float32)
-    return np.clip(field + rng.normal(0, 3, field.shape), 0, 255).astype(np.uint8)
-
-
-def write_tree(root: Path, train_sizes=TRAIN_SIZES, val_sizes=VAL_SIZES, seed: int = 0) -> Path:
-    for c, name in enumerate(CLASSES):
-        for i, size in enumerate(train_sizes):
-            path = root / "train" / name / f"img{i}.JPEG"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(smooth_image(size, seed + 10 * c + i)).save(path, quality=90)
-        path = root / "val" / name / "val0.JPEG"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(smooth_image(val_sizes[c], seed + 100 + c)).save(path, quality=90)
+def make_tree(root: Path, train_sizes=TRAIN_SIZES, val_sizes=VAL_SIZES, seed: int = 0) -> Path:
+    write_tree(root, CLASSES, train_sizes, val_sizes, seed=seed)
     return root
 
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
     """The tree and its betons, stored raw (the pixels PIL decodes), so that views compare exactly."""
-    root = write_tree(tmp_path_factory.mktemp("imagenet"))
+    root = make_tree(tmp_path_factory.mktemp("imagenet"))
     write_imagenet_betons(root, fields="raw", num_workers=1)
     return root
 
@@ -145,6 +130,24 @@ def test_lighting_is_one_pca_shift_per_image(tree):
     assert np.abs(np.corrcoef(draws.T) - np.eye(3)).max() < 0.03
 
 
+def test_normalising_on_the_device_gives_the_same_batches(tree):
+    """The pipeline for a GPU (uint8 through ToTensor/ToDevice, normalised by torch code after it),
+    run on the CPU, gives the batches of the CPU pipeline (normalised in FFCV's jitted stage)."""
+    from ffcv.transforms import ToTensor
+
+    class TorchNormalising(FfcvEpochLoader):
+        def __init__(self, beton: Path) -> None:
+            ops = [ScaleAugmentDecoder(5), ToTensor(), NormaliseLighting(5, 0.1)]
+            super().__init__(beton, ops, 6, torch.device("cpu"), 5, True, True, 1)
+
+        finish = FfcvImagenetLoader.finish
+
+    train_beton, _ = beton_paths(tree)
+    jitted = FfcvImagenetLoader(train_beton, 6, seed=5, augment=True, shuffle=True, drop_last=True, num_workers=1)
+    for (a, y_a), (b, y_b) in zip(jitted.epoch(1), TorchNormalising(train_beton).epoch(1)):
+        assert torch.equal(y_a, y_b) and torch.allclose(a, b, atol=1e-5)
+
+
 # ----------------------------------------------------------------------------- evaluation views
 
 def reference_views(image: np.ndarray, ten_crop: bool) -> torch.Tensor:
@@ -214,7 +217,7 @@ def test_distributed_needs_a_process_group(tree):
 def test_writer_caps_the_shorter_side_and_records_the_folder(tmp_path):
     from ffcv.reader import Reader
 
-    root = write_tree(tmp_path / "tree", train_sizes=[(500, 375), (180, 260)], val_sizes=[(500, 375)] * 3)
+    root = make_tree(tmp_path / "tree", train_sizes=[(500, 375), (180, 260)], val_sizes=[(500, 375)] * 3)
     train, val = write_imagenet_betons(root, max_shorter_side=300, num_workers=1)
     assert (train, val) == beton_paths(root)
     metadata = Reader(str(train)).metadata["f0"]
@@ -228,14 +231,14 @@ def test_writer_caps_the_shorter_side_and_records_the_folder(tmp_path):
 
 
 def test_missing_beton_names_the_command(tmp_path):
-    root = write_tree(tmp_path / "tree")
+    root = make_tree(tmp_path / "tree")
     with pytest.raises(DataError, match=r"imagenet-train\.beton: no FFCV \.beton .* write it with: python -m benchmark "
                                         r"data write-beton --dataset imagenet --root "):
         check_imagenet_betons(root)
 
 
 def test_beton_of_another_folder_is_named(tree, tmp_path):
-    other = write_tree(tmp_path / "other", seed=50, train_sizes=TRAIN_SIZES[:3])
+    other = make_tree(tmp_path / "other", seed=50, train_sizes=TRAIN_SIZES[:3])
     shutil.copytree(tree / "ffcv", other / "ffcv")
     with pytest.raises(DataError, match=rf"written from {tree.resolve() / 'train'} \(12 images.* not from "
                                         rf"{other.resolve() / 'train'} as it is now \(9 images"):
@@ -244,7 +247,7 @@ def test_beton_of_another_folder_is_named(tree, tmp_path):
 
 def test_changed_folder_is_detected(tree_copy):
     image = tree_copy / "val" / CLASSES[0] / "val0.JPEG"
-    Image.fromarray(smooth_image((500, 375), 999)).save(image, quality=90)  # replaced since writing
+    Image.fromarray(photo_like((500, 375), 999)).save(image, quality=90)  # replaced since writing
     with pytest.raises(DataError, match="imagenet-val.beton: written from .* fingerprint"):
         check_imagenet_betons(tree_copy)
 

@@ -10,7 +10,8 @@ betons of :mod:`benchmark.data.imagenet_beton`, with the torch loader's semantic
   sizes), then the centre 224 crop, or the paper's 10 crops (the 4 corners and the centre, and the
   same of the flipped image, in torchvision's ``TenCrop`` order) as (10, 224, 224, 3) per image;
 - both, :class:`NormaliseLighting`: x / 255, the AlexNet PCA colour shift (training), the
-  per-channel mean and std, on whatever device the batch is on, into a new float32 tensor.
+  per-channel mean and std, into a new float32 array: in FFCV's parallel jitted stage on a CPU, on
+  the device (after uint8 crossed the bus) otherwise.
 
 Random draws are a stateless hash of (seed, the batch's sample indices, the sample index), as in
 :class:`benchmark.data.ffcv_loader.SeededCropFlip`, so an epoch is deterministic for (seed, index)
@@ -35,7 +36,7 @@ from ffcv.pipeline.state import State
 from ffcv.transforms import ToDevice, ToTensor
 
 from benchmark.data.ffcv_loader import FfcvEpochLoader, _splitmix64, batch_key
-from benchmark.data.imagenet import (CROP, EVAL_RESIZE, LIGHTING_STD, MEAN, STD, TRAIN_SCALE, Lighting)
+from benchmark.data.imagenet import CROP, EVAL_RESIZE, LIGHTING_STD, MEAN, PCA_EIGVAL, PCA_EIGVEC, STD, TRAIN_SCALE
 from benchmark.data.imagenet_beton import check_imagenet_betons
 
 CROP_STREAM = np.uint64(0x5CA1E)  # separate hash streams for the crops and the colour shifts
@@ -256,40 +257,70 @@ class ResizedCropsDecoder(SimpleRGBImageDecoder):
         return decode
 
 
-class NormaliseLighting(Operation):
-    """uint8 (..., H, W, 3) -> a new float32 (..., 3, H, W): ``x / 255``, plus the AlexNet PCA colour
-    shift with alpha ~ N(0, lighting_std^2) per image and channel (0: none), minus the mean, over the
-    std: :func:`benchmark.data.imagenet.train_transform`'s ToTensor, Lighting and Normalize in one
-    pass. A torch operation, after ``ToTensor`` (and ``ToDevice``): it runs on the batch's device in
-    FFCV's loader thread. The output is channels-last in memory for 4-d batches."""
+_EIGVAL, _EIGVEC = np.array(PCA_EIGVAL, np.float32), np.array(PCA_EIGVEC, np.float32)
+_MEAN, _STD = np.array(MEAN, np.float32), np.array(STD, np.float32)
 
-    def __init__(self, seed: int, lighting_std: float = 0.0, mean=MEAN, std=STD) -> None:
+
+@numba.njit
+def channel_biases(seed: np.uint64, indices: np.ndarray, lighting_std: float) -> np.ndarray:
+    """(n, 3) float32 per image and channel: ``(shift - mean) / std``, the shift being the AlexNet PCA
+    colour shift ``eigvec @ (alpha * eigval)`` with alpha ~ N(0, lighting_std^2) (0: no shift)."""
+    biases = np.empty((len(indices), 3), np.float32)
+    alphas = lighting_alphas(seed, indices) if lighting_std > 0 else np.zeros((len(indices), 3), np.float32)
+    for i in range(len(indices)):
+        for c in range(3):
+            shift = 0.0
+            for k in range(3):
+                shift += _EIGVEC[c, k] * alphas[i, k] * lighting_std * _EIGVAL[k]
+            biases[i, c] = (shift - _MEAN[c]) / _STD[c]
+    return biases
+
+
+class NormaliseLighting(Operation):
+    """uint8 (..., H, W, 3) -> a new float32 (..., H, W, 3) array: ``x / 255``, plus the PCA colour
+    shift (training), minus the mean, over the std (:func:`channel_biases`): the torch path's
+    ToTensor, Lighting and Normalize in one pass (the channels move first in the loader's
+    ``finish``, a view). Before ``ToTensor`` it runs in FFCV's jitted, parallel stage (CPU); after
+    ``ToDevice`` as torch code on the device, so that uint8 crosses the bus. A new array each
+    batch: a batch stays valid after FFCV reuses its buffers."""
+
+    def __init__(self, seed: int, lighting_std: float = 0.0) -> None:
         super().__init__()
         self.seed = stream_key(seed, LIGHTING_STREAM)
         self.lighting_std = lighting_std
-        self.lighting = Lighting(lighting_std)
-        self.std = torch.tensor(std, dtype=torch.float32)
-        self.scale = 1.0 / (255.0 * self.std)
-        self.bias = -torch.tensor(mean, dtype=torch.float32) / self.std
+        self.jit = True
 
     def declare_state_and_memory(self, previous_state: State) -> tuple[State, None]:
-        if previous_state.jit_mode:
-            raise TypeError("NormaliseLighting works on tensors: put it after ToTensor (and ToDevice)")
-        *lead, height, width, channels = previous_state.shape
-        return replace(previous_state, shape=(*lead, channels, height, width), dtype=torch.float32), None
+        self.jit = previous_state.jit_mode
+        return replace(previous_state, dtype=np.dtype("f4") if self.jit else torch.float32), None
 
     def generate_code(self):
-        def normalise(images: torch.Tensor, _destination, indices: np.ndarray) -> torch.Tensor:
-            count = images.shape[0]
-            bias = self.bias.expand(count, 3)
-            if self.lighting_std > 0:
-                alphas = torch.from_numpy(lighting_alphas(self.seed, indices)) * self.lighting_std
-                bias = bias + self.lighting.shift(alphas) / self.std
-            broadcast = (count,) + (1,) * (images.dim() - 2) + (3,)
-            out = images.to(torch.float32)
-            out.mul_(self.scale.to(images.device)).add_(bias.to(images.device, non_blocking=True).view(broadcast))
-            return out.movedim(-1, -3)
+        seed, lighting_std = self.seed, self.lighting_std
+        scale = (1.0 / (255.0 * _STD)).astype(np.float32)
+        if not self.jit:
+            def normalise_tensor(images: torch.Tensor, _destination, indices: np.ndarray) -> torch.Tensor:
+                biases = torch.from_numpy(channel_biases(seed, indices, lighting_std))
+                broadcast = (images.shape[0],) + (1,) * (images.dim() - 2) + (3,)
+                return (images.to(torch.float32).mul_(torch.from_numpy(scale).to(images.device))
+                        .add_(biases.to(images.device, non_blocking=True).view(broadcast)))
 
+            normalise_tensor.with_indices = True
+            return normalise_tensor
+
+        my_range = Compiler.get_iterator()
+
+        def normalise(images, _destination, indices):
+            count = images.shape[0]
+            biases = channel_biases(seed, indices, lighting_std)
+            out = np.empty(images.shape, np.float32)
+            source, target = images.reshape(count, -1), out.reshape(count, -1)
+            for i in my_range(count):
+                for p in range(0, source.shape[1], 3):
+                    for c in range(3):
+                        target[i, p + c] = source[i, p + c] * scale[c] + biases[i, c]
+            return out
+
+        normalise.is_parallel = True
         normalise.with_indices = True
         return normalise
 
@@ -303,14 +334,15 @@ class FfcvImagenetLoader(FfcvEpochLoader):
                  num_workers: int = 2, lighting_std: float = LIGHTING_STD, distributed: bool = False) -> None:
         device = torch.device(device)
         decoder = ScaleAugmentDecoder(seed) if augment else ResizedCropsDecoder(ten_crop)
-        image_ops: list = [decoder, ToTensor()]
-        if device.type != "cpu":
-            image_ops.append(ToDevice(device, non_blocking=True))  # uint8 over the bus, normalised there
-        image_ops.append(NormaliseLighting(seed, lighting_std if augment else 0.0))
+        normalise = NormaliseLighting(seed, lighting_std if augment else 0.0)
+        if device.type == "cpu":
+            image_ops = [decoder, normalise, ToTensor()]
+        else:  # uint8 over the bus, normalised on the device
+            image_ops = [decoder, ToTensor(), ToDevice(device, non_blocking=True), normalise]
         super().__init__(beton, image_ops, batch_size, device, seed, shuffle, drop_last, num_workers, distributed)
 
     def finish(self, images: torch.Tensor) -> torch.Tensor:
-        return images  # NormaliseLighting wrote a new tensor
+        return images.movedim(-1, -3)  # (..., 3, H, W), channels-last in memory; NormaliseLighting wrote it new
 
 
 def build_ffcv_imagenet_loaders(root: str | Path, batch_size: int = 256, device: torch.device | str = "cpu",
