@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -18,6 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _suite_options(run)
     run.add_argument("--executor", choices=("ray", "local"), default="ray", help="ray (default): a fleet on Ray Tune; local: in-process, one trial at a time")
     run.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: $RAY_ADDRESS, else a private local instance)")
+    run.add_argument("--storage", default=None, help="where the Ray executor keeps checkpoints: a path every node sees, or a URI "
+                     "such as s3://bucket/prefix (default: the suite's `storage`, else the results folder)")
+    run.add_argument("--allow-changes", action="store_true", help="continue a results folder whose trials ran with other code "
+                     "or data (the change is recorded in runs.csv)")
     run.add_argument("--results", type=Path, default=Path("results"), help="results root; the suite writes to RESULTS/<suite name>/ (default: results)")
     run.add_argument("--reports", type=Path, default=Path("reports"), help="reports root (default: reports)")
     run.add_argument("--no-report", action="store_true", help="do not build the report at the end")
@@ -72,8 +77,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.fleet import run_suite
 
     suite = load_suite(args.suite, _overrides(args), smoke=args.smoke)
+    # SIGTERM (a scheduler, `kill`) stops the fleet like Ctrl-C: running trials are marked
+    # interrupted and every Ray process this run started is stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        statuses = run_suite(suite, results_root=args.results, executor=args.executor, ray_address=args.ray_address)
+        statuses = run_suite(suite, results_root=args.results, executor=args.executor, ray_address=args.ray_address,
+                             storage=args.storage, allow_changes=args.allow_changes)
     except BenchmarkError as exc:  # preflight: name the suite file like the loader does
         raise type(exc)(f"{args.suite}: {exc}") from None
     folder = args.results / suite.name

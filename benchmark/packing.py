@@ -142,7 +142,7 @@ def run_packing(config: PackingConfig, out: Path, device: torch.device) -> list[
     row per k (medians over the rounds) to `<out>/packing.csv` once all are measured."""
     import ray
 
-    from benchmark.ray_executor import init_ray
+    from benchmark.fleet.ray_cluster import connect
 
     cores = len(os.sched_getaffinity(0))
     if config.compile is None:
@@ -157,7 +157,7 @@ def run_packing(config: PackingConfig, out: Path, device: torch.device) -> list[
                              "private instance with exactly this device")
     ident = identify(device)
     # A private instance that sees one GPU at most: all k trials must share the same device.
-    init_ray("local", num_cpus=cores, num_gpus=1 if device.type == "cuda" else 0)
+    connection = connect(None, num_cpus=cores, num_gpus=1 if device.type == "cuda" else 0)
     ks = sorted(set(config.trials) | {1})
     samples: dict[int, list[tuple[float, float]]] = {k: [] for k in ks}
     try:
@@ -167,7 +167,7 @@ def run_packing(config: PackingConfig, out: Path, device: torch.device) -> list[
                 print(f"  round {round_index + 1}/{config.rounds}: {k} trial(s) sharing {ident['device_name']}: "
                       f"{samples[k][-1][0]:.0f} img/s in all", flush=True)
     finally:
-        ray.shutdown()
+        connection.close()
     baseline = statistics.median(total for total, _ in samples[1])
     rows: list[dict[str, str]] = []
     for k in ks:

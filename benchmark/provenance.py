@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import socket
 import subprocess
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 import torch
 
 PACKAGES = ("torch", "torchvision", "numpy", "ray", "ffcv")
+PACKAGE_DIR = Path(__file__).resolve().parent  # the `benchmark` package: the code a trial runs
 
 
 def git_commit(cwd: Path | None = None) -> str:
@@ -28,6 +31,47 @@ def git_commit(cwd: Path | None = None) -> str:
     except (OSError, subprocess.SubprocessError):
         return ""
     return f"{commit}-dirty" if dirty else commit
+
+
+def _git(args: list[str], cwd: Path) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=True, timeout=30).stdout.decode(errors="replace")
+
+
+@dataclass(frozen=True)
+class CodeVersion:
+    """Which code a suite ran, captured once by the driver and recorded in every trial's row."""
+
+    git_commit: str    # the checkout's commit, "-dirty" when tracked files differ ("" outside git)
+    code_version: str  # the commit, "+<hash of the uncommitted changes>" when there are any;
+    #                    "package:<hash>" outside git (an installed copy)
+    package_hash: str  # the package's own files, as shipped to every node; trials check it
+
+
+def code_version(package_dir: Path = PACKAGE_DIR) -> CodeVersion:
+    commit = git_commit(package_dir)
+    files = package_hash(package_dir)
+    if not commit:
+        return CodeVersion("", f"package:{files}", files)
+    try:
+        root = Path(_git(["rev-parse", "--show-toplevel"], package_dir).strip())
+        changes = _git(["diff", "HEAD", "--binary"], root)
+        untracked = _git(["ls-files", "--others", "--exclude-standard", "-z"], root).split("\0")
+    except (OSError, subprocess.SubprocessError):
+        return CodeVersion(commit, f"package:{files}", files)
+    digest = hashlib.sha256(changes.encode())
+    for name in sorted(n for n in untracked if n):
+        digest.update(name.encode() + b"\0" + (root / name).read_bytes())
+    base = commit.removesuffix("-dirty")
+    dirty = bool(changes) or any(untracked)
+    return CodeVersion(commit, f"{base}+{digest.hexdigest()[:12]}" if dirty else base, files)
+
+
+def package_hash(package_dir: Path = PACKAGE_DIR) -> str:
+    """A hash of the package's source and data files (not caches): equal hashes, equal code."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in package_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"):
+        digest.update(str(path.relative_to(package_dir)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def package_versions() -> dict[str, str]:
@@ -58,10 +102,10 @@ def device_name(device: torch.device) -> str:
 
 
 def provenance(device: torch.device) -> dict[str, str]:
-    """Everything a results row needs to say where it came from."""
+    """Where a trial runs: device, software and host. The code version is the driver's
+    (`code_version`), captured once per suite: a worker on another node may have no git checkout."""
     return {
         "device": device_name(device),
-        "git_commit": git_commit(),
         "python_version": platform.python_version(),
         "hostname": socket.gethostname(),
         "cuda_version": torch.version.cuda or "",

@@ -7,15 +7,16 @@ effective values are recorded with every trial (`Recipe.flat()` feeds the runs t
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 
 class Recipe(BaseModel):
     """SGD with momentum and a step schedule, as in Sections 3.4 and 4.2."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict (`max_steps: true` is not 1 step) and finite (`lr: .inf` is no learning rate): see spec.py.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     name: str
     lr: float = Field(gt=0)
@@ -27,7 +28,7 @@ class Recipe(BaseModel):
     # "plateau": divide lr by `lr_decay` when the evaluation error stops improving for
     # `plateau_patience` evaluations (ImageNet, Section 3.4: "divided by 10 when the error plateaus").
     schedule: Literal["multistep", "plateau"] = "multistep"
-    lr_milestones: tuple[int, ...] = ()
+    lr_milestones: tuple[Annotated[int, Strict()], ...] = Field(default=(), strict=False)  # a YAML list becomes the tuple
     lr_decay: float = Field(default=0.1, gt=0, le=1)
     plateau_patience: int = Field(default=3, gt=0)
     plateau_threshold: float = Field(default=0.1, ge=0)  # points of error that count as progress

@@ -22,10 +22,17 @@ CIFAR_SOURCES = ("auto", "torchvision", "jpeg75", "synthetic")
 SPLITS = {"cifar10": ("train50k", "train45k"), "imagenet": ("val",)}
 
 
+MAX_SUITE_BYTES = 256 * 1024  # a suite is a page of YAML; a bigger file is a mistake, not a suite
+MAX_YAML_NODES = 50_000       # YAML values after alias expansion (an "alias bomb" expands exponentially)
+MAX_YAML_DEPTH = 64
+MAX_TRIALS = 10_000
+
+
 class _Strict(BaseModel):
     # Unknown keys are rejected and specs are immutable once loaded (big_vision's lesson: a typo'd
-    # key that is silently ignored is the worst kind of bug in an experiment).
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # key that is silently ignored is the worst kind of bug in an experiment). Strict types: `true`
+    # is not the integer 1 (`max_steps: true` would train one step), and no value is infinite or NaN.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class DataSpec(_Strict):
@@ -67,6 +74,15 @@ class Grid(_Strict):
     shortcut: list[Literal["A", "B", "C"]] | None = Field(default=None, min_length=1)
     preact: list[bool] = Field(default=[False], min_length=1)
 
+    @field_validator("model", "kind", "depth", "shortcut", "preact")
+    @classmethod
+    def _no_repeats(cls, values: list[Any] | None, info: Any) -> list[Any] | None:
+        # a repeated model would train the same trial twice (and write its rows twice)
+        for value in values or []:
+            if values.count(value) > 1:
+                raise ValueError(f"{value!r} appears {values.count(value)} times in grid.{info.field_name}")
+        return values
+
     @model_validator(mode="after")
     def _one_way_of_naming_models(self) -> "Grid":
         if self.model is None and (self.kind is None or self.depth is None):
@@ -79,6 +95,17 @@ class Grid(_Strict):
 class Resources(_Strict):
     cpu: float = Field(default=1, gt=0)
     gpu: float = Field(default=0, ge=0)  # fractions let several small CIFAR trials share one GPU
+    # Ray custom resources per trial, e.g. {node_a: 1} to place trials on the nodes that offer it.
+    custom: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("custom")
+    @classmethod
+    def _positive(cls, custom: dict[str, float]) -> dict[str, float]:
+        for name, amount in custom.items():
+            if name in ("CPU", "GPU", "cpu", "gpu", "memory") or amount <= 0:
+                raise ValueError(f"custom resource {name!r}: expected a positive amount of a resource other "
+                                 "than cpu/gpu/memory (those have their own keys)")
+        return custom
 
 
 class Smoke(_Strict):
@@ -105,6 +132,9 @@ class Suite(_Strict):
     eval_every: int = Field(default=500, gt=0)  # iterations between evaluations (and checkpoints)
     eval_batch_size: int = Field(default=1000, gt=0)
     eval_ten_crop: bool = False  # ImageNet: the paper's 10-crop testing (Tables 2, 3), else one centre crop
+    # Where the Ray executor keeps checkpoints: a path every node sees, or a URI (s3://...);
+    # default: the results folder's _state/ray (enough on one machine). --storage overrides it.
+    storage: str | None = None
     smoke: Smoke = Smoke()
 
     @field_validator("recipe", mode="before")
@@ -123,8 +153,17 @@ class Suite(_Strict):
     @classmethod
     def _unique_seeds(cls, seeds: list[int]) -> list[int]:
         if len(set(seeds)) != len(seeds):
-            raise ValueError(f"seeds must be distinct, got {seeds}")
+            repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})[:5]
+            raise ValueError(f"seeds must be distinct; repeated: {repeated}")
         return seeds
+
+    @model_validator(mode="after")
+    def _trial_count(self) -> "Suite":
+        grid = self.grid
+        count = len(self.model_names()) * len(grid.shortcut or [None]) * len(grid.preact) * len(self.seeds)
+        if count > MAX_TRIALS:
+            raise ValueError(f"the grid and seeds expand to {count:,} trials; a suite holds at most {MAX_TRIALS:,}")
+        return self
 
     @model_validator(mode="after")
     def _imagenet_loader(self) -> "Suite":
@@ -285,16 +324,67 @@ def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = (), sm
     return suite.smoke_sized() if smoke else suite
 
 
+class _SuiteLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, minus two traps: a repeated key (PyYAML keeps the last one silently)
+    is an error, and so is a document whose aliases expand to more than MAX_YAML_NODES values (a
+    "billion laughs" hangs whatever walks the result) or that refers to itself."""
+
+    def get_single_node(self) -> yaml.Node | None:
+        node = super().get_single_node()
+        if node is not None:
+            _check_expansion(node)
+        return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                repeated = key in seen
+                seen.add(key)
+            except TypeError:
+                continue  # an unhashable key: the base class reports it
+            if repeated:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Count the values of `root` with every alias expanded, refusing too many, too deep, or a cycle."""
+    sizes: dict[int, int] = {}
+    def size(node: yaml.Node, depth: int, path: tuple[int, ...]) -> int:
+        if id(node) in path:
+            raise yaml.YAMLError("an alias refers to a value that contains it")
+        if depth > MAX_YAML_DEPTH:
+            raise yaml.YAMLError(f"values nested more than {MAX_YAML_DEPTH} deep")
+        if id(node) not in sizes:
+            children = [c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode) else (
+                node.value if isinstance(node, yaml.SequenceNode) else [])
+            total = 1
+            for child in children:
+                total += size(child, depth + 1, (*path, id(node)))
+                if total > MAX_YAML_NODES:
+                    break
+            sizes[id(node)] = total
+        if sizes[id(node)] > MAX_YAML_NODES:
+            raise yaml.YAMLError(f"more than {MAX_YAML_NODES:,} values once aliases are expanded")
+        return sizes[id(node)]
+    size(root, 0, ())
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise SuiteError(f"{path}: no such suite file")
+    if path.stat().st_size > MAX_SUITE_BYTES:
+        raise SuiteError(f"{path}: {path.stat().st_size:,} bytes; a suite file is at most {MAX_SUITE_BYTES // 1024} KiB")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_SuiteLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SuiteError(f"{path}: YAML syntax error{where}: {problem}") from None
+        kind = "YAML syntax error" if isinstance(exc, yaml.MarkedYAMLError) and "duplicate key" not in problem else "YAML error"
+        raise SuiteError(f"{path}: {kind}{where}: {problem}") from None
     except UnicodeDecodeError:
         raise SuiteError(f"{path}: not a text file (expected UTF-8 YAML)") from None
     if raw is None:

@@ -1,34 +1,38 @@
 """`train_trial`: one trial, start to finish, on whatever device it is given.
 
 Build the model and the loaders, train with the recipe's schedule, evaluate every `eval_every`
-steps, report one row per evaluation, checkpoint after each report so that a killed or retried
-trial continues where it stopped. A NaN or infinite training loss ends the trial with status
-`diverged` (deep plain nets are expected to struggle, Figure 6), recorded, not raised.
+steps, report one row per evaluation together with the checkpoint of that step (through the
+trial's session, `benchmark/session.py`), so that a killed or retried trial continues where it
+stopped. A NaN or infinite training loss ends the trial with status `diverged` (deep plain nets are
+expected to struggle, Figure 6), recorded, not raised.
+
+Every row names its attempt (one call of `train_trial`) and the step that attempt started from:
+the fleet's single writer uses them to keep exactly one curve per trial when a retry resumes from
+an older checkpoint, or restarts clean because the checkpoint is gone.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import random
 import time
-from collections.abc import Callable
+import uuid
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from benchmark.errors import BenchmarkError
+from benchmark.errors import BenchmarkError, DataError
 from benchmark.provenance import provenance
 from benchmark.schedule import LRSchedule
+from benchmark.session import TrialSession
 from benchmark.spec import Trial
 
-Report = Callable[[dict[str, Any]], None]
-
-CHECKPOINT_VERSION = 1
+if TYPE_CHECKING:
+    from benchmark.data import CifarData
 
 
 def pick_device(trial: Trial) -> torch.device:
@@ -46,12 +50,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load_data(trial: Trial) -> Any:
-    """The trial's CIFAR-10 arrays, restricted to the suite's subsets (same subset for every seed)."""
+def load_data(trial: Trial, data: CifarData | None = None) -> CifarData:
+    """The trial's CIFAR-10 arrays (`data` when the fleet resolved and shipped them, else loaded
+    from the trial's data spec), restricted to the suite's subsets (same subset for every seed)."""
     from benchmark.data import load_cifar10
 
     spec = trial.data
-    data = load_cifar10(source=spec.source, split=spec.split, root=spec.root)
+    if data is None:
+        data = load_cifar10(source=spec.source, split=spec.split, root=spec.root)
     # A fixed (seed 0) random subset, sorted: the JPEG file is grouped by class, so "the first N"
     # would be one class only; every trial of the suite sees the same images.
     changes: dict[str, np.ndarray] = {}
@@ -63,7 +69,8 @@ def load_data(trial: Trial) -> Any:
     return dataclasses.replace(data, **changes) if changes else data
 
 
-def build_trial_loaders(trial: Trial, device: torch.device, beton_dir: Path | None) -> tuple[Any, Any, dict[str, str]]:
+def build_trial_loaders(trial: Trial, device: torch.device, beton_dir: Path | None,
+                        data: CifarData | None = None) -> tuple[Any, Any, dict[str, str]]:
     """(train_loader, eval_loader, {data_source, eval_split}) for the trial's dataset."""
     from benchmark.data import build_loaders
 
@@ -71,14 +78,14 @@ def build_trial_loaders(trial: Trial, device: torch.device, beton_dir: Path | No
         from benchmark.data.imagenet import build_imagenet_loaders
 
         # loader "ffcv" reads the betons of data.root/ffcv (`python -m benchmark data write-beton --dataset
-        # imagenet`), checked against the folder; "torch" reads the JPEG tree. beton_dir is CIFAR's only.
+        # imagenet`; the fleet checked them against the tree); "torch" reads the tree. beton_dir is CIFAR's.
         train_loader, eval_loader = build_imagenet_loaders(
             trial.data.root, batch_size=trial.recipe.batch_size, device=device, seed=trial.seed,
             eval_batch_size=trial.eval_batch_size, num_workers=trial.data.num_workers, ten_crop=trial.eval_ten_crop,
             loader=trial.loader,
         )
         return train_loader, eval_loader, {"data_source": "folder", "eval_split": "val"}
-    data = load_data(trial)
+    data = load_data(trial, data)
     train_loader, eval_loader = build_loaders(
         data,
         loader=trial.loader,
@@ -94,12 +101,16 @@ def build_trial_loaders(trial: Trial, device: torch.device, beton_dir: Path | No
 
 def train_trial(
     trial: Trial,
-    report: Report,
-    checkpoint_path: Path | None = None,
+    session: TrialSession,
+    data: CifarData | None = None,
     threads: int | None = None,
     beton_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Train one trial; returns the last reported row (its `status` is `completed` or `diverged`)."""
+    """Train one trial; returns the last reported row (its `status` is `completed` or `diverged`).
+
+    `data`: CIFAR-10 arrays the fleet resolved once for the whole suite (else the trial loads them
+    from its data spec). A dataset that cannot be had on this node is one line naming the node.
+    """
     from benchmark.models import build_model
     from benchmark.step import TrainStep, evaluate
 
@@ -111,18 +122,27 @@ def train_trial(
     seed_everything(trial.seed)
     recipe = trial.recipe
 
-    train_loader, eval_loader, data_fields = build_trial_loaders(trial, device, beton_dir)
+    try:
+        train_loader, eval_loader, data_fields = build_trial_loaders(trial, device, beton_dir, data)
+    except DataError as exc:
+        raise DataError(f"node {session.node}: {exc}") from None
     model = build_model(trial.model, **trial.model_options()).to(device)
     # Section 3.4/4.2: SGD, momentum 0.9, weight decay 1e-4 on all weights, as the paper states it.
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     schedule = LRSchedule.for_depth(recipe, trial.depth)
     trainer = TrainStep(model, optimizer, device, precision=trial.precision, channels_last=trial.channels_last, compile=trial.compile)
 
-    base = {"status": "running", **data_fields, **provenance(device)}
-    state = _load_checkpoint(checkpoint_path, model, optimizer, schedule, device)
+    restored = session.restore()
+    state = _restore_state(restored.payload, model, optimizer, schedule)
     step, wall_before = state["step"], state["wall_s"]
+    attempt = {"attempt": uuid.uuid4().hex[:12], "start_step": step, "node": session.node}
+    base = {"status": "running", **data_fields, **provenance(device), **attempt}
+    note = restored.note  # said once, with this attempt's first row
     if state["last_row"] is not None:
-        report(state["last_row"])  # the fleet drops it if written already; restores it if the writer lost it
+        # Re-reported under this attempt: the fleet's writer learns where the attempt starts (it
+        # sets aside any row of an earlier attempt past this step) and restores the row if it lost it.
+        session.report({**state["last_row"], **attempt, "note": note})
+        note = ""
         if state["last_row"]["status"] != "running":
             return state["last_row"]
 
@@ -161,6 +181,7 @@ def train_trial(
                 done = diverged or step >= recipe.max_steps
                 last_row = {
                     **base,
+                    "note": note,
                     "step": step,
                     "epoch": step / steps_per_epoch,
                     "lr": lr,
@@ -173,9 +194,8 @@ def train_trial(
                     "wall_s": wall_before + time.perf_counter() - started,
                     "status": ("diverged" if diverged else "completed") if done else "running",
                 }
-                report(last_row)
-                if checkpoint_path is not None:
-                    _save_checkpoint(checkpoint_path, model, optimizer, schedule, step, last_row)
+                session.report(last_row, _checkpoint_payload(model, optimizer, schedule, step, last_row))
+                note = ""
                 if done:
                     return last_row
                 interval_start, interval_samples = time.perf_counter(), 0
@@ -205,11 +225,10 @@ class _Window:
         return means
 
 
-def _save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: LRSchedule, step: int, last_row: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    payload = {
-        "version": CHECKPOINT_VERSION,
+def _checkpoint_payload(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
+                        step: int, last_row: dict[str, Any]) -> dict[str, Any]:
+    """Everything a resumed trial needs, as tensors and plain values (`benchmark/checkpoint.py`)."""
+    return {
         "model": _plain_state_dict(model),
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
@@ -218,8 +237,6 @@ def _save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.
         "last_row": last_row,
         "rng": torch.get_rng_state(),
     }
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # never a half-written checkpoint
 
 
 def _plain_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -229,11 +246,15 @@ def _plain_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return inner.state_dict()
 
 
-def _load_checkpoint(path: Path | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: LRSchedule, device: torch.device) -> dict[str, Any]:
-    fresh = {"step": 0, "wall_s": 0.0, "last_row": None}
-    if path is None or not path.exists():
-        return fresh
-    payload = torch.load(path, map_location=device, weights_only=False)
+def _restore_state(payload: dict[str, Any] | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                   schedule: LRSchedule) -> dict[str, Any]:
+    """Load a checkpoint payload (read on the CPU) into the trial's objects; step 0 without one.
+
+    `load_state_dict` copies each tensor to where the model's and optimizer's tensors live, so the
+    payload stays on the CPU; so does the RNG state, which `torch.set_rng_state` needs there.
+    """
+    if payload is None:
+        return {"step": 0, "wall_s": 0.0, "last_row": None}
     getattr(model, "_orig_mod", model).load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
     schedule.load_state_dict(payload["schedule"])

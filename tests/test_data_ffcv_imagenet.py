@@ -29,6 +29,7 @@ from benchmark.data.ffcv_imagenet import (CROP_STREAM, LIGHTING_STREAM, FfcvImag
                                           NormaliseLighting, ScaleAugmentDecoder, build_ffcv_imagenet_loaders,
                                           image_hashes, lighting_alphas, resized_size, scale_crop, stream_key)
 from benchmark.data.ffcv_loader import FfcvEpochLoader, shard  # noqa: E402
+from benchmark.data.imagenet import folder_fingerprint  # noqa: E402
 from benchmark.data.imagenet_beton import (BETON_FORMAT_VERSION, beton_paths, check_imagenet_betons,  # noqa: E402
                                            sidecar_path, write_imagenet_betons)
 
@@ -225,7 +226,8 @@ def test_writer_caps_the_shorter_side_and_records_the_folder(tmp_path):
     assert sizes == [(180, 260)] * 3 + [(400, 300)] * 3  # 500x375 shrunk to shorter side 300; small ones kept
     record = json.loads(sidecar_path(train).read_text())
     assert record["format_version"] == BETON_FORMAT_VERSION and record["images"] == 6 and record["classes"] == 3
-    assert record["source_folder"] == str(root.resolve() / "train") and record["fields"] == "jpeg"
+    assert record["source_folder"] == str(root.resolve()) and record["split"] == "train" and record["fields"] == "jpeg"
+    assert record["fingerprint"] == imagenet.folder_fingerprint(root)
     assert record["beton_bytes"] == train.stat().st_size
     assert not list(train.parent.glob(".*tmp"))
 
@@ -240,16 +242,18 @@ def test_missing_beton_names_the_command(tmp_path):
 def test_beton_of_another_folder_is_named(tree, tmp_path):
     other = make_tree(tmp_path / "other", seed=50, train_sizes=TRAIN_SIZES[:3])
     shutil.copytree(tree / "ffcv", other / "ffcv")
-    with pytest.raises(DataError, match=rf"written from {tree.resolve() / 'train'} \(12 images.* not from "
-                                        rf"{other.resolve() / 'train'} as it is now \(9 images"):
-        check_imagenet_betons(other)
+    check_imagenet_betons(other)  # present, of this format, whole: all a trial checks on its node
+    with pytest.raises(DataError, match=rf"written from {tree.resolve()} \(fingerprint .*\), not from "
+                                        rf"{other.resolve()} as it is now"):
+        check_imagenet_betons(other, folder_fingerprint(other))
 
 
 def test_changed_folder_is_detected(tree_copy):
+    check_imagenet_betons(tree_copy, folder_fingerprint(tree_copy))  # a copy of the tree is the same data
     image = tree_copy / "val" / CLASSES[0] / "val0.JPEG"
     Image.fromarray(photo_like((500, 375), 999)).save(image, quality=90)  # replaced since writing
-    with pytest.raises(DataError, match="imagenet-val.beton: written from .* fingerprint"):
-        check_imagenet_betons(tree_copy)
+    with pytest.raises(DataError, match="imagenet-train.beton: written from .* as it is now"):
+        check_imagenet_betons(tree_copy, folder_fingerprint(tree_copy))
 
 
 @pytest.mark.parametrize("damage, message", [

@@ -128,7 +128,7 @@ def test_a_failing_trial_is_recorded_and_the_fleet_goes_on(tmp_path: Path, capsy
 
 def test_a_results_folder_continues_only_its_own_configuration(tmp_path: Path) -> None:
     from benchmark.errors import SuiteError
-    from benchmark.fleet import check_resumable
+    from benchmark.fleet.preflight import check_resumable
     from benchmark.results import ResultsWriter
     from benchmark.spec import load_suite
 
@@ -137,7 +137,8 @@ def test_a_results_folder_continues_only_its_own_configuration(tmp_path: Path) -
     stored = trial.model_dump(mode="json")
     del stored["eval_ten_crop"]  # a folder written before that field existed: its default is no change
     writer.write_trial_config(trial.trial_id, {"trial": stored})
-    check_resumable(writer, [trial])
+    fields = {"code_version": "abc", "data_fingerprint": "synthetic:1"}
+    check_resumable(writer, [trial], fields, allow_changes=False)
     changed = load_suite(tiny_suite(tmp_path, models="resnet20"), ["recipe.lr=0.2"]).trials()[0]
     with pytest.raises(SuiteError, match=r"resnet20-A-s0 was run with a different configuration \(differs in recipe\.lr\)"):
-        check_resumable(writer, [changed])
+        check_resumable(writer, [changed], fields, allow_changes=False)

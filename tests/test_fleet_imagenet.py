@@ -68,6 +68,11 @@ def test_imagenet_suite_trains_through_the_ffcv_loader(tmp_path: Path, capsys) -
     assert list(runs["status"]) == ["completed"] and list(runs["loader"]) == ["ffcv"]
     metrics = pd.read_csv(tmp_path / "results" / "imagenet_ffcv" / "metrics.csv")
     assert list(metrics["step"]) == [2] and metrics["eval_top5_error"].between(0, 100).all()
+    # an image replaced since the betons were written: refused before anything starts
+    write_jpeg(root / "val" / "n01440764" / "val0.jpg", (320, 240), seed=7)
+    capsys.readouterr()
+    assert main(["run", str(suite), "--executor", "local", "--results", str(tmp_path / "again"), "--no-report"]) == 2
+    assert "imagenet-train.beton: written from" in capsys.readouterr().err and not (tmp_path / "again").exists()
 
 
 def test_imagenet_suite_without_its_betons_is_refused_before_anything_starts(tmp_path: Path, capsys) -> None:

@@ -86,15 +86,13 @@ def test_a_table_with_another_schema_is_not_appended_to(tmp_path: Path, capsys: 
 
 def test_a_ray_already_running_in_the_process_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # Its resources are not this measurement's to choose (it might see other GPUs, or other users).
-    from benchmark.ray_executor import init_ray
+    from benchmark.fleet.ray_cluster import connect
 
-    init_ray("local", num_cpus=1, num_gpus=0)
+    connection = connect(None, num_cpus=1, num_gpus=0)
     try:
         assert main(["packing", *TINY, "--out", str(tmp_path)]) == 2
     finally:
-        import ray
-
-        ray.shutdown()
+        connection.close()
     assert "Ray is already running in this process" in capsys.readouterr().err
     assert not (tmp_path / "packing.csv").exists()
 

@@ -9,6 +9,7 @@ import pytest
 
 from benchmark.recipes import CIFAR10_HE2015, IMAGENET_HE2015
 from benchmark.schedule import LRSchedule
+from benchmark.session import DirectorySession
 from benchmark.spec import load_suite
 from benchmark.train import train_trial
 
@@ -51,7 +52,7 @@ eval_batch_size: 64
 def test_nan_loss_ends_the_trial_as_diverged_not_raised(tmp_path: Path) -> None:
     trial = load_suite(suite_file(tmp_path, "{name: cifar10_he2015, batch_size: 32, max_steps: 40, lr: 1.0e+8}")).trials()[0]
     rows: list[dict] = []
-    last = train_trial(trial, rows.append, checkpoint_path=tmp_path / "ckpt.pt", threads=1)
+    last = train_trial(trial, DirectorySession(rows.append, tmp_path / "ckpt"), threads=1)
     assert last["status"] == "diverged"
     assert last["step"] < 40 and not math.isfinite(last["train_loss"])
     assert [row["status"] for row in rows][-1] == "diverged"
@@ -64,27 +65,29 @@ class Killed(Exception):
 def test_checkpoint_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     trial = load_suite(suite_file(tmp_path, "{name: cifar10_he2015, batch_size: 32, max_steps: 12}")).trials()[0]
     straight: list[dict] = []
-    train_trial(trial, straight.append, checkpoint_path=None, threads=1)
+    train_trial(trial, DirectorySession(straight.append), threads=1)
     assert [row["step"] for row in straight] == [4, 8, 12]
 
     def dies_at_step_8(row: dict) -> None:
         if row["step"] == 8:
-            raise Killed  # killed after the step-4 checkpoint, before the step-8 one
+            raise Killed  # killed after the step-8 checkpoint was written, before its row was recorded
         interrupted.append(row)
 
     interrupted: list[dict] = []
     with pytest.raises(Killed):
-        train_trial(trial, dies_at_step_8, checkpoint_path=tmp_path / "ckpt.pt", threads=1)
+        train_trial(trial, DirectorySession(dies_at_step_8, tmp_path / "ckpt"), threads=1)
     resumed: list[dict] = []
-    train_trial(trial, resumed.append, checkpoint_path=tmp_path / "ckpt.pt", threads=1)
-    # the last checkpointed row is re-emitted (the fleet drops duplicates), then training goes on
-    assert [row["step"] for row in resumed] == [4, 8, 12]
-    for got, want in zip(resumed[1:], straight[1:]):
+    train_trial(trial, DirectorySession(resumed.append, tmp_path / "ckpt"), threads=1)
+    # the checkpointed row the table never got is re-emitted under the new attempt, then training goes on
+    assert [row["step"] for row in resumed] == [8, 12]
+    assert {row["attempt"] for row in resumed} != {row["attempt"] for row in interrupted}
+    assert [row["start_step"] for row in resumed] == [8, 8] and interrupted[0]["start_step"] == 0
+    for got, want in zip(resumed, straight[1:]):
         assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-4)
         assert got["eval_error"] == pytest.approx(want["eval_error"], abs=1e-6)
     # a finished trial only re-reports its last row
     again: list[dict] = []
-    assert train_trial(trial, again.append, checkpoint_path=tmp_path / "ckpt.pt", threads=1)["status"] == "completed"
+    assert train_trial(trial, DirectorySession(again.append, tmp_path / "ckpt"), threads=1)["status"] == "completed"
     assert [row["step"] for row in again] == [12]
 
 
@@ -99,7 +102,7 @@ def test_warm_up_inside_a_trial(tmp_path: Path, until_error: float, max_warmup: 
               f"warmup_check_every: 4, warmup_until_train_error: {until_error}, warmup_max_steps: {max_warmup}}}")
     trial = load_suite(suite_file(tmp_path, recipe)).trials()[0]
     rows: list[dict] = []
-    train_trial(trial, rows.append, threads=1)
+    train_trial(trial, DirectorySession(rows.append), threads=1)
     assert [row["step"] for row in rows] == [4, 8, 12, 16]
     assert [row["lr"] for row in rows] == pytest.approx(lrs)
     # The warm-up checks read the step's metrics too; each row still reports its whole interval.

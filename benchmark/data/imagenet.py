@@ -13,6 +13,7 @@ The paper's pipeline (Section 3.4):
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -86,16 +87,21 @@ def load_imagenet(root: str | Path) -> tuple[ImageFolderSplit, ImageFolderSplit]
     return train, scan_split(root / "val", train.classes)
 
 
-def check_imagenet_folder(root: str | Path, loader: str = "torch") -> None:
-    """Preflight before a run: the tree exists and both splits hold images, and for the "ffcv"
-    loader its betons exist and were written from this tree (a DataError otherwise). It lists
-    files only; :func:`check_images` decodes every image (slow, done before FFCV writes)."""
-    if loader == "ffcv":
-        from benchmark.data.imagenet_beton import check_imagenet_betons
+def check_imagenet_folder(root: str | Path) -> tuple[ImageFolderSplit, ImageFolderSplit]:
+    """Preflight before a run: the tree exists and both splits hold images (a DataError otherwise).
+    It lists files only; :func:`check_images` decodes every image (slow, done before FFCV writes)."""
+    return load_imagenet(root)
 
-        check_imagenet_betons(root)  # scans the tree too
-    else:
-        load_imagenet(root)
+
+def folder_fingerprint(root: str | Path) -> str:
+    """A hash of an ImageFolder tree's listing: every image's relative path, label and size. It names
+    the data in a run's rows and the tree an FFCV beton was written from."""
+    root = Path(root)
+    digest = hashlib.sha256()
+    for split_name, split in zip(("train", "val"), check_imagenet_folder(root)):
+        for path, label in split.samples:
+            digest.update(f"{split_name}|{Path(path).relative_to(root)}|{label}|{Path(path).stat().st_size}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def open_rgb(path: Path) -> Image.Image:

@@ -9,23 +9,24 @@ top of the paper's scale augmentation (Section 3.4, shorter side S in [256, 480]
 training decoder draws resamples real pixels, and the 256-px evaluation resize shrinks.
 
 Next to each beton, ``<name>.beton.json`` (written atomically, after the beton) records the
-format version, the source folder, the image and class counts, a fingerprint of the folder (every
-image's relative path, label and byte size) and the beton's size. :func:`check_imagenet_betons`
-compares them with the folder before anything trains, so a beton of another folder, of a folder
-changed since, of an older format, or replaced without its record is a DataError naming the file
-and the command that rewrites it.
+format version, the source folder, the split's image and class counts, the tree's fingerprint
+(:func:`benchmark.data.imagenet.folder_fingerprint`: every image's relative path, label and byte
+size, the same that names the data in a run's rows) and the beton's size.
+:func:`check_imagenet_betons` compares them before anything trains, so a beton of another folder,
+of a folder changed since, of an older format, or replaced without its record is a DataError naming
+the file and the command that rewrites it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from PIL import Image
 
 from benchmark.data.beton import write_beton
-from benchmark.data.imagenet import TRAIN_SCALE, ImageFolderSplit, check_images, load_imagenet, open_rgb
+from benchmark.data.imagenet import (TRAIN_SCALE, ImageFolderSplit, check_images, folder_fingerprint, load_imagenet,
+                                     open_rgb)
 from benchmark.errors import DataError
 from benchmark.results import atomic_write_text
 
@@ -48,15 +49,6 @@ def beton_paths(root: str | Path) -> tuple[Path, Path]:
 
 def sidecar_path(beton: Path) -> Path:
     return beton.with_name(beton.name + ".json")
-
-
-def folder_fingerprint(split: ImageFolderSplit) -> str:
-    """A hash of the split's classes and of every image's relative path, label and size: it changes
-    when an image is added, removed, renamed, relabelled or replaced by one of another size."""
-    digest = hashlib.sha256("\n".join(split.classes).encode())
-    for path, label in split.samples:
-        digest.update(f"\n{path.relative_to(split.folder).as_posix()}\t{label}\t{path.stat().st_size}".encode())
-    return digest.hexdigest()[:16]
 
 
 class FolderPairs:
@@ -98,25 +90,28 @@ def write_imagenet_betons(root: str | Path, out_dir: str | Path | None = None, f
     targets = beton_paths(root)
     if out_dir is not None:
         targets = tuple(Path(out_dir).expanduser() / path.name for path in targets)
+    fingerprint = folder_fingerprint(root)
     for split, path in zip(load_imagenet(root), targets):
         check_images(split, num_workers)
         sidecar = sidecar_path(path)
         sidecar.unlink(missing_ok=True)
         write_beton(FolderPairs(split, max_shorter_side), path, fields, num_workers, jpeg_quality)
-        record = {"format_version": BETON_FORMAT_VERSION, "source_folder": str(split.folder),
-                  "images": len(split), "classes": len(split.classes), "fingerprint": folder_fingerprint(split),
+        record = {"format_version": BETON_FORMAT_VERSION, "source_folder": str(root), "split": split.folder.name,
+                  "images": len(split), "classes": len(split.classes), "fingerprint": fingerprint,
                   "fields": fields, "jpeg_quality": jpeg_quality, "max_shorter_side": max_shorter_side,
                   "beton_bytes": path.stat().st_size}
         atomic_write_text(sidecar, json.dumps(record, indent=2) + "\n")
     return targets[0], targets[1]
 
 
-def check_imagenet_betons(root: str | Path) -> tuple[Path, Path]:
-    """The (train, val) betons of the tree at ``root``, checked against their records and the
-    folder (which is scanned, as the torch loader does); a DataError names what does not match."""
+def check_imagenet_betons(root: str | Path, fingerprint: str | None = None) -> tuple[Path, Path]:
+    """The (train, val) betons of the tree at ``root``, checked against their records: present, of
+    this format, not replaced since; with the tree's ``fingerprint`` (:func:`folder_fingerprint`,
+    which scans the tree: the fleet does it once before a run), also written from this tree as it
+    is now. A DataError names the file, what does not match and the command that rewrites it."""
     root = Path(root).expanduser().resolve()
     command = write_command(root)
-    for split, path in zip(load_imagenet(root), beton_paths(root)):
+    for path in beton_paths(root):
         if not path.is_file():
             older = sorted(path.parent.glob(path.name.replace(".beton", "-*.beton")))
             if older:
@@ -135,11 +130,10 @@ def check_imagenet_betons(root: str | Path) -> tuple[Path, Path]:
             version = record.get("format_version") if isinstance(record, dict) else None
             raise DataError(f"{path}: beton format version {version}, this code reads version "
                             f"{BETON_FORMAT_VERSION}; rewrite it with: {command}")
-        fingerprint = folder_fingerprint(split)
-        if record.get("fingerprint") != fingerprint:
-            raise DataError(f"{path}: written from {record.get('source_folder')} ({record.get('images')} images, "
-                            f"fingerprint {record.get('fingerprint')}), not from {split.folder} as it is now "
-                            f"({len(split)} images, fingerprint {fingerprint}); rewrite it with: {command}")
+        if fingerprint is not None and record.get("fingerprint") != fingerprint:
+            raise DataError(f"{path}: written from {record.get('source_folder')} (fingerprint "
+                            f"{record.get('fingerprint')}), not from {root} as it is now (fingerprint {fingerprint}); "
+                            f"rewrite it with: {command}")
         size = path.stat().st_size
         if size != record.get("beton_bytes"):
             raise DataError(f"{path}: {size} bytes, but {sidecar.name} records {record.get('beton_bytes')} "

@@ -1,0 +1,99 @@
+"""Checks before anything starts: each one a single line naming what is wrong, nothing written.
+
+- the loader's extra is installed;
+- every trial fits on one node (Tune would leave a trial that fits no node pending forever) and
+  how many trials can run at once;
+- a results folder continues only the configuration, code and data that made it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from benchmark.errors import SuiteError
+from benchmark.fleet.ray_cluster import ClusterError, Node
+from benchmark.results import ResultsWriter
+from benchmark.spec import Resources, Suite, Trial
+
+
+def check_loader(suite: Suite) -> None:
+    if suite.loader == "ffcv":
+        try:
+            import ffcv  # noqa: F401
+        except ImportError:
+            raise SuiteError(
+                "loader: 'ffcv' needs the ffcv extra: apt-get install pkg-config libturbojpeg0-dev libopencv-dev, "
+                f"then pip install '.[ffcv]' (after torch); or choose loader: {'torch' if suite.data.dataset == 'imagenet' else 'device'}"
+            ) from None
+
+
+def check_precision(suite: Suite) -> None:
+    if suite.precision == "fp16" and suite.resources.gpu == 0:
+        raise SuiteError("precision: fp16 needs a GPU (resources.gpu > 0); use fp32 or bf16 on the CPU")
+
+
+def trial_request(resources: Resources) -> dict[str, float]:
+    """A trial's request in Ray's resource names."""
+    return {"CPU": resources.cpu, "GPU": resources.gpu, **resources.custom}
+
+
+def fits(request: dict[str, float], node: Node) -> int:
+    """How many trials of `request` the node can hold at once."""
+    counts = [math.floor(node.resources.get(name, 0.0) / amount + 1e-9) for name, amount in request.items() if amount > 0]
+    return min(counts) if counts else 0
+
+
+def check_placement(resources: Resources, nodes: list[Node], where: str) -> int:
+    """Refuse a trial that fits no single node; returns how many trials fit at once in all."""
+    request = trial_request(resources)
+    if resources.gpu > 1:
+        raise SuiteError(f"resources.gpu: {resources.gpu:g} GPUs per trial, but a trial is one process on one device; "
+                         "use gpu <= 1 (fractions share a GPU)")
+    at_once = sum(fits(request, node) for node in nodes)
+    if at_once == 0:
+        largest = {name: max((n.resources.get(name, 0.0) for n in nodes), default=0.0) for name in request}
+        short = [f"{name} {amount:g} (largest node: {largest[name]:g})" for name, amount in request.items()
+                 if amount > largest[name]]
+        what = ", ".join(short) or ", ".join(f"{k} {v:g}" for k, v in request.items() if v)
+        hint = "; use --set resources.gpu=0 to train on the CPU" if resources.gpu > 0 else ""
+        raise ClusterError(f"resources: a trial asks for {what}, and no node of {where} has that much{hint}")
+    return at_once
+
+
+def check_resumable(writer: ResultsWriter, trials: list[Trial], run_fields: dict[str, Any], allow_changes: bool) -> str:
+    """A results folder continues only the configuration that made it, and, unless
+    `allow_changes`, only with the same code and data; returns what changed ("" if nothing)."""
+    for trial in trials:
+        stored = writer.trial_config(trial.trial_id)
+        if stored is None:
+            continue
+        current = trial.model_dump(mode="json")
+        try:  # through today's schema, so that a field added since (with its default) is no change
+            before = Trial.model_validate(stored.get("trial", {})).model_dump(mode="json")
+        except ValueError:
+            before = stored.get("trial", {})
+        diff = sorted(_diff_keys(before, current))
+        if diff:
+            raise SuiteError(
+                f"{writer.folder}: trial {trial.trial_id} was run with a different configuration "
+                f"(differs in {', '.join(diff[:4])}); use --results DIR for a new folder or delete the old one"
+            )
+    changes = []
+    for column, label in (("code_version", "code"), ("data_fingerprint", "data")):
+        recorded = sorted({row.get(column, "") for row in writer.runs.values()} - {"", None})
+        other = [value for value in recorded if value != run_fields[column]]
+        if other:
+            changes.append(f"{label} {', '.join(other)} -> {run_fields[column]}")
+    if changes and not allow_changes:
+        raise SuiteError(f"{writer.folder}: the trials there ran with other {' and '.join(c.split()[0] for c in changes)} "
+                         f"({'; '.join(changes)}); rerun with --allow-changes to continue anyway (it is recorded), "
+                         "or use --results DIR for a new folder")
+    return "; ".join(changes)
+
+
+def _diff_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = set(old) | set(new)
+        return [d for k in sorted(keys) for d in _diff_keys(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [prefix.rstrip(".")]

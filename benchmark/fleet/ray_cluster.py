@@ -1,0 +1,135 @@
+"""Connecting the driver to Ray: a private local instance, or an existing cluster, with our code.
+
+- A private instance (`ray.init(address="local")`, so a stray cluster on the machine is never
+  joined) is started by default, with a reaper beside it (`reaper.py`) so that a driver killed with
+  SIGKILL leaves no Ray process behind.
+- An existing cluster (`--ray-address` or `RAY_ADDRESS`) is probed first, in a subprocess with a
+  deadline: `ray.init` on an unreachable or non-Ray address otherwise hangs for minutes and
+  ignores Ctrl-C.
+- Either way the job's runtime environment ships the `benchmark` package (`py_modules`), so a
+  trial on any node runs exactly the driver's code, whatever is installed there. Nodes need the
+  dependencies (torch, torchvision, numpy, pydantic, pyyaml, ray[tune], pandas; README "Running a
+  fleet").
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import BenchmarkError
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the `benchmark` package shipped to every node
+PROBE_TIMEOUT_S = 25  # an unreachable cluster is one line within 30 s
+
+
+class ClusterError(BenchmarkError):
+    """A Ray cluster that cannot be reached, or cannot place what a suite asks for."""
+
+
+def quiet_ray_environment() -> None:
+    """Ray's settings for our runs: no usage statistics, no auth token, plain logs, and Ctrl-C
+    handled by the fleet (Tune's own SIGINT handler would swallow it and return normally)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+
+
+def runtime_env() -> dict[str, Any]:
+    """The job's runtime environment: our package, uploaded once, unpacked on every node."""
+    return {"py_modules": [str(PACKAGE_DIR)], "excludes": ["__pycache__", "*.pyc"]}
+
+
+@dataclass(frozen=True)
+class Node:
+    node_id: str
+    resources: dict[str, float]  # CPU, GPU, memory, custom resources
+
+
+@dataclass
+class RayConnection:
+    """The driver's Ray: `where` names it in messages; `close()` stops what we started."""
+
+    address: str | None  # None: the private local instance
+    owned: bool = True   # False: the caller had connected already; close() leaves that connection alone
+    reaper: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def private(self) -> bool:
+        return self.address is None
+
+    @property
+    def where(self) -> str:
+        return "the local Ray instance" if self.private else f"the Ray cluster at {self.address}"
+
+    def nodes(self) -> list[Node]:
+        import ray
+
+        return [Node(n["NodeID"], dict(n.get("Resources", {}))) for n in ray.nodes() if n.get("Alive")]
+
+    def close(self) -> None:
+        import ray
+
+        if self.owned and ray.is_initialized():
+            ray.shutdown()  # stops a private instance's processes; leaves a cluster running
+        if self.reaper is not None:
+            self.reaper.stdin.close()  # tells the reaper we are done: it kills any straggler
+            self.reaper.wait(timeout=30)
+            self.reaper = None
+
+
+def connect(address: str | None = None, num_cpus: float | None = None, num_gpus: float | None = None) -> RayConnection:
+    """Join `address` (or $RAY_ADDRESS), else start a private local instance limited to
+    `num_cpus`/`num_gpus` (None: everything the machine has)."""
+    import ray
+
+    quiet_ray_environment()
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address == "local":
+        address = None
+    if ray.is_initialized():  # a caller (a test, a notebook) already connected: use it as it is
+        return RayConnection(address, owned=False)
+    if address is not None:
+        probe(address)
+        ray.init(address=address, runtime_env=runtime_env(), logging_level="WARNING", log_to_driver=False)
+        return RayConnection(address)
+    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, runtime_env=runtime_env(),
+             logging_level="WARNING", log_to_driver=False, configure_logging=True)
+    return RayConnection(None, reaper=_start_reaper())
+
+
+def _start_reaper() -> subprocess.Popen[bytes] | None:
+    """The reaper of a private instance: the processes `ray.init` started are its roots."""
+    import ray
+
+    node = getattr(ray._private.worker, "_global_node", None)  # private, but stable across Ray 2.x
+    roots = [str(info.process.pid) for infos in getattr(node, "all_processes", {}).values() for info in infos]
+    if not roots:
+        return None
+    return subprocess.Popen([sys.executable, str(Path(__file__).with_name("reaper.py")), *roots],
+                            stdin=subprocess.PIPE, start_new_session=True)
+
+
+def probe(address: str) -> None:
+    """Fail within PROBE_TIMEOUT_S, naming `address`, unless a Ray cluster answers there."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if host and port.isdigit():
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except OSError as exc:
+            raise ClusterError(f"--ray-address {address}: cannot reach it ({exc.strerror or exc})") from None
+    code = f"import ray; ray.init(address={address!r}, logging_level='ERROR', log_to_driver=False); ray.cluster_resources()"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, env=env)
+    except subprocess.TimeoutExpired:
+        raise ClusterError(f"--ray-address {address}: no Ray cluster answered within {PROBE_TIMEOUT_S} s") from None
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        raise ClusterError(f"--ray-address {address}: not a Ray cluster we can join ({lines[-1][:200] if lines else 'no answer'})")

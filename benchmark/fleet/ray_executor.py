@@ -1,0 +1,150 @@
+"""The Ray Tune executor: every pending trial as a Tune trial with the suite's resources.
+
+Trials report each evaluation with `tune.report` (benchmark/fleet/ray_trial.py); a driver-side
+callback hands the rows to the fleet's recorder, so the results folder has a single writer.
+Checkpoints are persisted by Tune to the run's storage; a failed trial is retried from its last
+one (`FailureConfig`), on whichever node has room. CIFAR-10's arrays go to the object store once
+(`tune.with_parameters`) and are shared by every trial on a node.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmark.checkpoint import PAYLOAD_FILE
+from benchmark.errors import ResultsError
+from benchmark.fleet.executor import FleetPlan
+from benchmark.fleet.preflight import trial_request
+from benchmark.fleet.recorder import FleetRecorder, trial_work
+from benchmark.fleet.storage import Storage
+from benchmark.spec import Trial
+
+MAX_FAILURES = 2  # retries per trial, each from its last checkpoint
+CHECKPOINTS_KEPT = 2  # per trial: the last, and one before it in case the last is unreadable
+
+
+class RayExecutor:
+    def __init__(self, storage: Storage, max_concurrent: int, trainable: Callable[..., None] | None = None) -> None:
+        self.storage = storage
+        self.max_concurrent = max_concurrent
+        self.trainable = trainable  # a seam for tests of placement; default: the trial itself
+
+    def checkpoint_of(self, trial_id: str, run: dict[str, str]) -> str | None:
+        location = run.get("checkpoint") or ""
+        same_storage = run.get("storage") == self.storage.uri
+        return location if location and same_storage and self.storage.has_file(f"{location}/{PAYLOAD_FILE}") else None
+
+    def run(self, trials: list[Trial], recorder: FleetRecorder, plan: FleetPlan) -> None:
+        from ray import tune
+
+        from benchmark.fleet.ray_trial import ray_trainable
+
+        resources = trials[0].resources  # one suite, one resource request per trial
+        request = {k.lower() if k in ("CPU", "GPU") else k: v for k, v in trial_request(resources).items()}
+        trainable = tune.with_resources(
+            tune.with_parameters(self.trainable or ray_trainable, dataset=plan.data.arrays, filesystem=self.storage.filesystem),
+            request,
+        )
+        # Longest first (steps × depth): Tune starts trials in this order, so the deep nets do not end
+        # up running alone on an otherwise idle cluster at the end of the suite.
+        ordered = sorted(trials, key=trial_work, reverse=True)
+        param_space = {
+            "trial": tune.grid_search([plan.dispatched(trial).model_dump(mode="json") for trial in ordered]),
+            "resume": {trial_id: self.storage.join(location) for trial_id, location in plan.resume.items()},
+            "package_hash": plan.package_hash,
+        }
+        callback = _callback_class()(recorder, self.storage)
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(reuse_actors=True, trial_dirname_creator=trial_dirname,
+                                        trial_name_creator=trial_dirname, max_concurrent_trials=self.max_concurrent),
+            run_config=tune.RunConfig(
+                name=f"run-{time.strftime('%Y%m%d-%H%M%S')}",  # one folder per run: its checkpoints never overwrite an earlier run's
+                storage_path=self.storage.path,
+                storage_filesystem=self.storage.filesystem,
+                verbose=0,
+                stop=callback.stopper(),
+                failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+                callbacks=[callback],
+            ),
+        )
+        grid = tuner.fit()
+        if callback.fatal is not None:  # the writer could not write (a full disk): stop, say where
+            raise callback.fatal
+        # A failed trial does not make fit() raise: make sure each one is recorded.
+        for result in grid:
+            trial_id = result.config["trial"]["trial_id"]
+            if result.error is not None and recorder.writer.status(trial_id) != "failed":
+                recorder.failed(trial_id, f"{type(result.error).__name__}: {result.error}")
+
+
+def trial_dirname(tune_trial: Any) -> str:
+    return tune_trial.config["trial"]["trial_id"]
+
+
+def _callback_class() -> type:
+    """The Tune callback (driver side) feeding the fleet recorder; defined lazily so that importing
+    this module does not import Ray."""
+    from ray import tune
+
+    class _Recorder(tune.Callback):
+        def __init__(self, recorder: FleetRecorder, storage: Storage) -> None:
+            self.recorder = recorder
+            self.storage = storage
+            self.fatal: ResultsError | None = None
+
+        def _guarded(self, write: Callable[[], None]) -> None:
+            # Tune swallows some callback exceptions (on_checkpoint's) and dies on others: keep a
+            # writer's failure, stop every trial (the stopper below), and raise it after fit().
+            if self.fatal is not None:
+                return
+            try:
+                write()
+            except ResultsError as exc:
+                self.fatal = exc
+
+        def stopper(self) -> tune.Stopper:
+            callback = self
+
+            class _StopAll(tune.Stopper):
+                def __call__(self, trial_id: str, result: dict) -> bool:
+                    return callback.fatal is not None
+
+                def stop_all(self) -> bool:
+                    return callback.fatal is not None
+
+            return _StopAll()
+
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._guarded(lambda: self.recorder.start(trial_id_of(trial)))
+
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+            self._guarded(lambda: self.recorder.result(trial_id_of(trial), result))
+
+        def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
+            location = self.storage.relative(checkpoint.path)
+            if location is not None:
+                self._guarded(lambda: self.recorder.checkpoint(trial_id_of(trial), location))
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._guarded(lambda: self.recorder.failed(trial_id_of(trial), _error_text(trial)))
+
+    return _Recorder
+
+
+def trial_id_of(tune_trial: Any) -> str:
+    return tune_trial.config["trial"]["trial_id"]
+
+
+def _error_text(tune_trial: Any) -> str:
+    path = getattr(tune_trial, "error_file", None)
+    if path and Path(path).exists():
+        lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+        if lines:
+            return lines[-1]
+    return "the trial raised an error (see the Ray logs)"

@@ -1,0 +1,80 @@
+"""A trial as it runs inside a Ray Tune worker, on whichever node Tune placed it.
+
+Reports go through `tune.report(row, checkpoint=...)`: Tune persists the checkpoint to the run's
+storage and hands the row to the driver's recorder. A retry (on this node or another) resumes from
+`tune.get_checkpoint()`; a new run of the suite resumes from the checkpoint location the driver
+recorded (`resume`), read from the same storage.
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmark.checkpoint import CheckpointError, read_payload, write_payload
+from benchmark.errors import BenchmarkError
+from benchmark.session import Restored
+from benchmark.spec import Trial
+
+
+def node_name() -> str:
+    import ray
+
+    return f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
+
+
+class RaySession:
+    def __init__(self, resume_path: str | None, filesystem: Any) -> None:
+        self.node = node_name()
+        self.resume_path = resume_path
+        self.filesystem = filesystem
+
+    def restore(self) -> Restored:
+        from ray import tune
+
+        checkpoint = tune.get_checkpoint()  # a retry within this run
+        if checkpoint is None and self.resume_path:  # a new run resuming the last one's checkpoint
+            checkpoint = tune.Checkpoint(self.resume_path, filesystem=self.filesystem)
+        if checkpoint is None:
+            return Restored(None)
+        try:
+            with checkpoint.as_directory() as directory:
+                return Restored(read_payload(Path(directory), where=checkpoint.path))
+        except CheckpointError as exc:
+            target = f"{checkpoint.path}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
+            try:
+                checkpoint.filesystem.move(checkpoint.path, target)
+                moved = f"set aside as {target}"
+            except OSError as move_error:
+                moved = f"could not be set aside ({move_error})"
+            return Restored(None, f"{exc}; {moved}; the trial restarts from step 0")
+
+    def report(self, row: dict[str, Any], payload: dict[str, Any] | None = None) -> None:
+        from ray import tune
+
+        if payload is None:
+            tune.report(row)
+            return
+        with tempfile.TemporaryDirectory(prefix="trial-checkpoint-") as directory:
+            write_payload(Path(directory), payload)
+            tune.report(row, checkpoint=tune.Checkpoint.from_directory(directory))  # persisted before it returns
+
+
+def ray_trainable(config: dict[str, Any], dataset: Any = None, filesystem: Any = None) -> None:
+    """Tune's function trainable: one trial. `dataset` (CIFAR-10's arrays) and `filesystem` (the
+    checkpoint storage) come through the object store (`tune.with_parameters`)."""
+    from benchmark.data.jpeg_npz import default_cache_dir
+    from benchmark.provenance import package_hash
+    from benchmark.train import train_trial
+
+    trial = Trial.model_validate(config["trial"])
+    session = RaySession(config["resume"].get(trial.trial_id), filesystem)
+    shipped = package_hash()
+    if shipped != config["package_hash"]:  # py_modules should make this impossible; say so if it happens
+        raise BenchmarkError(f"node {session.node}: runs benchmark code {shipped}, but the driver's is "
+                             f"{config['package_hash']}; the job's runtime_env did not reach this node")
+    train_trial(trial, session, data=dataset, threads=max(1, int(trial.resources.cpu)),
+                beton_dir=default_cache_dir() / "beton")  # betons are named by the data's hash: a node-local cache

@@ -1,0 +1,163 @@
+"""Run a suite's trials as a fleet: Ray Tune (default) or in-process, with resume.
+
+Order of work, so that bad input fails before anything is written: static checks; connect to Ray
+(probing a cluster address first) and check every trial fits a node; open and probe the checkpoint
+storage; resolve the data once; then take the results folder's lock, read its tables, and refuse
+a configuration, code or data that differs from what made them (unless `allow_changes`).
+
+Resume is by the results folder: a trial whose row in `runs.csv` says `completed` or `diverged` is
+not run again; any other continues from its recorded checkpoint. A trial with rows but no
+checkpoint left restarts clean, its earlier rows set aside (never spliced into a new curve).
+Ctrl-C or SIGTERM marks running trials `interrupted` and stops every Ray process we started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import SuiteError
+from benchmark.fleet.dataset import resolve_data
+from benchmark.fleet.executor import Executor, FleetPlan
+from benchmark.fleet.local import LocalExecutor
+from benchmark.fleet.lock import FolderLock
+from benchmark.fleet.preflight import check_loader, check_placement, check_precision, check_resumable
+from benchmark.fleet.recorder import FleetRecorder, print_line
+from benchmark.fleet.storage import open_storage
+from benchmark.provenance import CodeVersion, code_version
+from benchmark.results import FINISHED, ResultsWriter
+from benchmark.spec import Suite, Trial
+
+
+def run_suite(
+    suite: Suite,
+    results_root: Path = Path("results"),
+    executor: str = "ray",
+    ray_address: str | None = None,
+    results_dir: Path | None = None,
+    storage: str | None = None,
+    allow_changes: bool = False,
+    out: Callable[[str], None] = print_line,
+    code: CodeVersion | None = None,
+    cwd: Path | None = None,
+    trainable: Callable[..., None] | None = None,
+) -> dict[str, str]:
+    """Run every unfinished trial of `suite`; returns {trial_id: status}.
+
+    `storage`: where the Ray executor's checkpoints live (default: the suite's `storage`, else
+    `<results folder>/_state/ray`). `code`: the code version to record (default: this checkout's).
+    `trainable`: a stand-in for the Ray trial function (tests of placement).
+    """
+    trials = suite.trials()
+    folder = Path(results_dir) if results_dir else Path(results_root) / suite.name
+    check_loader(suite)
+    check_precision(suite)
+    storage = storage or suite.storage
+    if executor == "local" and storage:
+        raise SuiteError(f"storage {storage}: checkpoint storage is the Ray executor's; --executor local keeps "
+                         "checkpoints in the results folder")
+    code = code or code_version()
+    connection = None
+    try:
+        if executor == "ray":
+            from benchmark.fleet.ray_cluster import connect
+            from benchmark.fleet.ray_executor import RayExecutor
+
+            connection = connect(ray_address)
+            at_once = check_placement(suite.resources, connection.nodes(), connection.where)
+            store = open_storage(storage or str((folder / "_state" / "ray").resolve()))
+            store.probe()
+            runner: Executor = RayExecutor(store, max_concurrent=at_once, trainable=trainable)
+        else:
+            _check_local_gpus(suite)
+            store, runner = None, LocalExecutor(folder / "_state")
+        data = resolve_data(suite, cwd or Path.cwd())
+        with FolderLock(folder) as lock:
+            if lock.stale_holder:
+                out(f"{folder}: the last run there (pid {lock.stale_holder.get('pid')}) ended without "
+                    "releasing its lock; taking over")
+            writer = ResultsWriter(folder, out=out)
+            run_fields: dict[str, Any] = {"git_commit": code.git_commit, "code_version": code.code_version,
+                                          "data_fingerprint": data.fingerprint,
+                                          "storage": store.uri if store else "local"}
+            changes = check_resumable(writer, trials, run_fields, allow_changes)
+            if changes:
+                run_fields["allowed_changes"] = changes
+                out(f"{folder}: continuing with changes (--allow-changes, recorded): {changes}")
+            _register_new_trials(writer, suite, trials)
+            pending = [t for t in trials if writer.status(t.trial_id) not in FINISHED]
+            out(f"suite {suite.name}: {len(trials)} trials ({len(trials) - len(pending)} already finished), results in {folder}")
+            plan = FleetPlan(state_dir=writer.state_dir.resolve(), data=data, package_hash=code.package_hash,
+                             resume=_checkpoints_to_resume(writer, pending, runner, out))
+            recorder = FleetRecorder(writer, trials, out=out, run_fields=run_fields)
+            if pending:
+                try:
+                    runner.run(pending, recorder, plan)
+                except KeyboardInterrupt:
+                    stopped = recorder.interrupted()
+                    out(f"suite {suite.name}: interrupted; {len(stopped)} running trial(s) marked interrupted "
+                        "(run the same command to resume)")
+                    raise
+            return {t.trial_id: writer.status(t.trial_id) for t in trials}
+    finally:
+        if connection is not None:
+            connection.close()
+
+
+def _check_local_gpus(suite: Suite) -> None:
+    import torch
+
+    if suite.resources.gpu > 0 and torch.cuda.device_count() == 0:
+        raise SuiteError(f"resources.gpu: the suite asks for {suite.resources.gpu:g} GPU per trial but this "
+                         "machine has none; use --set resources.gpu=0 to train on the CPU")
+
+
+def _register_new_trials(writer: ResultsWriter, suite: Suite, trials: list[Trial]) -> None:
+    new = [t for t in trials if t.trial_id not in writer.runs]
+    for trial in new:
+        writer.write_trial_config(trial.trial_id, {"trial": trial.model_dump(mode="json"), "suite": suite.model_dump(mode="json")})
+    if new:
+        writer.update_runs({t.trial_id: {**_run_fields(t), "status": "pending"} for t in new})
+
+
+def _checkpoints_to_resume(writer: ResultsWriter, pending: list[Trial], runner: Executor,
+                           out: Callable[[str], None]) -> dict[str, str]:
+    """{trial_id: checkpoint location} for trials that can resume; a trial whose rows exist but
+    whose checkpoint is gone restarts clean, its rows set aside (never spliced), and we say so."""
+    resume = {}
+    for trial in pending:
+        row = writer.runs.get(trial.trial_id, {})
+        found = runner.checkpoint_of(trial.trial_id, row)
+        if found is not None:
+            resume[trial.trial_id] = found
+            continue
+        location = row.get("checkpoint") or ""
+        if writer.last_step.get(trial.trial_id, -1) > 0:
+            moved = writer.set_aside_rows(trial.trial_id, after_step=0, reason=f"checkpoint {location or '(none)'} gone")
+            writer.update_run(trial.trial_id, steps="", checkpoint="", final_train_error="", final_eval_error="",
+                              final_eval_top5_error="", final_eval_loss="")
+            out(f"{trial.trial_id}: its checkpoint {location or '(none recorded)'} is gone; it restarts from "
+                f"step 0 and its {moved} earlier rows moved to {writer.discarded_path.name}")
+    return resume
+
+
+def _run_fields(trial: Trial) -> dict[str, Any]:
+    return {
+        "suite": trial.suite,
+        "model": trial.model,
+        "family": trial.family,
+        "kind": trial.kind,
+        "depth": trial.depth,
+        "shortcut": trial.shortcut,
+        "preact": trial.preact,
+        "seed": trial.seed,
+        "dataset": trial.data.dataset,
+        "split": trial.data.split,
+        "loader": trial.loader,
+        "precision": trial.precision,
+        "channels_last": trial.channels_last,
+        "compile": trial.compile,
+        "eval_ten_crop": trial.eval_ten_crop,
+        **trial.recipe.flat(),
+    }
