@@ -1,22 +1,22 @@
 """The "ffcv" loader for ImageNet: the paper's pipeline (Section 3.4) as FFCV operations, over the
 betons of :mod:`benchmark.data.imagenet_beton`, with the torch loader's semantics
-(:mod:`benchmark.data.imagenet`):
+(:mod:`benchmark.data.imagenet`), pixel for pixel to within rounding:
 
 - training, :class:`ScaleAugmentDecoder`: the shorter side S drawn uniformly from [256, 480], a
   random 224x224 crop of the image resized to S, a horizontal flip with p = 1/2. It decodes the
-  JPEG, then resizes only the source square that becomes the crop (side 224 * shorter / S), which
-  is the same crop as resizing the whole image first, without the pixels thrown away;
-- evaluation, :class:`ResizedCropsDecoder`: the shorter side resized to 256 (torchvision's
-  sizes), then the centre 224 crop, or the paper's 10 crops (the 4 corners and the centre, and the
-  same of the flipped image, in torchvision's ``TenCrop`` order) as (10, 224, 224, 3) per image;
+  JPEG and computes only the crop's window of the resized image;
+- evaluation, :class:`ResizedCropsDecoder`: the shorter side resized to 256, then the centre 224
+  crop, or the paper's 10 crops (the 4 corners and the centre, and the same of the flipped image,
+  in torchvision's ``TenCrop`` order) as (10, 224, 224, 3) per image;
 - both, :class:`NormaliseLighting`: x / 255, the AlexNet PCA colour shift (training), the
   per-channel mean and std, into a new float32 array: in FFCV's parallel jitted stage on a CPU, on
   the device (after uint8 crossed the bus) otherwise.
 
-Random draws are a stateless hash of (seed, the batch's sample indices, the sample index), as in
+Sizes and crop offsets are torchvision's (``Resize``, ``CenterCrop``, ``FiveCrop``), the resize is
+Pillow's antialiased bilinear (:mod:`benchmark.data.resample`). Random draws are a stateless hash
+of (seed, the batch's sample indices, the sample index), as in
 :class:`benchmark.data.ffcv_loader.SeededCropFlip`, so an epoch is deterministic for (seed, index)
-and its batches (hence draws) change with the per-epoch permutation. OpenCV's INTER_AREA (FFCV's
-resize) stands in for PIL's antialiased bilinear: pixels differ by interpolation, not geometry.
+and its batches (hence draws) change with the per-epoch permutation.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numba
 import numpy as np
 import torch
 from ffcv.fields.rgb_image import IMAGE_MODES, SimpleRGBImageDecoder
-from ffcv.libffcv import imdecode, resize_crop
+from ffcv.libffcv import imdecode
 from ffcv.pipeline.allocation_query import AllocationQuery
 from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.operation import Operation
@@ -38,6 +38,7 @@ from ffcv.transforms import ToDevice, ToTensor
 from benchmark.data.ffcv_loader import FfcvEpochLoader, _splitmix64, batch_key
 from benchmark.data.imagenet import CROP, EVAL_RESIZE, LIGHTING_STD, MEAN, PCA_EIGVAL, PCA_EIGVEC, STD, TRAIN_SCALE
 from benchmark.data.imagenet_beton import check_imagenet_betons
+from benchmark.data.resample import resize_window
 
 CROP_STREAM = np.uint64(0x5CA1E)  # separate hash streams for the crops and the colour shifts
 LIGHTING_STREAM = np.uint64(0xC0102)
@@ -59,29 +60,26 @@ def image_hashes(seed: np.uint64, indices: np.ndarray) -> np.ndarray:
 
 
 @numba.njit
-def scale_crop(height: int, width: int, z: np.uint64, low: int, high: int, size: int):
-    """(top, left, side, flip) of one training crop from the hash ``z``: S uniform in [low, high],
-    the source square ``side`` = size * shorter / S (rounded, kept so that the S it stands for stays
-    in [low, high]), its position uniform inside the image, and the flip."""
-    short = min(height, width)
-    s = low + np.int64(z % np.uint64(high - low + 1))
-    side = np.int64(np.floor(size * short / s + 0.5))
-    side = max(side, np.int64(np.ceil(size * short / high)))
-    side = max(min(side, np.int64(np.floor(size * short / low)), short), 1)
-    z2 = _splitmix64(z)
-    top = np.int64((z2 & np.uint64(0xFFFFFFFF)) % np.uint64(height - side + 1))
-    left = np.int64((z2 >> np.uint64(32)) % np.uint64(width - side + 1))
-    flip = ((z >> np.uint64(40)) & np.uint64(1)) == np.uint64(1)
-    return top, left, side, flip
-
-
-@numba.njit
 def resized_size(height: int, width: int, size: int):
     """torchvision's ``Resize(size)`` for a PIL image: the shorter side becomes ``size``, the longer
     ``int(size * longer / shorter)``. Returns (height, width)."""
     if width <= height:
         return np.int64(size * height / width), np.int64(size)
     return np.int64(size), np.int64(size * width / height)
+
+
+@numba.njit
+def scale_crop(height: int, width: int, z: np.uint64, low: int, high: int, size: int):
+    """(S, top, left, flip) of one training view from the hash ``z``: S uniform in [low, high], the
+    image resized to shorter side S (:func:`resized_size`), a ``size`` crop at (top, left) uniform
+    inside the resized image, and the flip (p = 1/2)."""
+    scale = low + np.int64(z % np.uint64(high - low + 1))
+    new_height, new_width = resized_size(height, width, scale)
+    z2 = _splitmix64(z)
+    top = np.int64((z2 & np.uint64(0xFFFFFFFF)) % np.uint64(new_height - size + 1))
+    left = np.int64((z2 >> np.uint64(32)) % np.uint64(new_width - size + 1))
+    flip = ((z >> np.uint64(40)) & np.uint64(1)) == np.uint64(1)
+    return scale, top, left, flip
 
 
 @numba.njit
@@ -129,7 +127,6 @@ def lighting_alphas(seed: np.uint64, indices: np.ndarray) -> np.ndarray:
 # FFCV compiles each operation's code anew for every Loader; the per-image work lives in these
 # module-level functions instead, compiled once per process (each Loader recompiles only its loop).
 _imdecode = numba.njit(nogil=True)(imdecode)
-_resize_crop = numba.njit(nogil=True)(resize_crop)
 JPEG_MODE = IMAGE_MODES["jpg"]
 
 
@@ -146,10 +143,12 @@ def decode_image(data: np.ndarray, height: int, width: int, mode: int) -> np.nda
 
 @numba.njit(nogil=True)
 def train_view(data, height, width, mode, z, low, high, size, out) -> None:
-    """Decode, crop the source square of :func:`scale_crop`, resize it into ``out``, maybe flip."""
+    """Decode, then write the :func:`scale_crop` window of the image resized to shorter side S
+    into ``out`` (only that window is computed), flipped if drawn."""
     image = decode_image(data, height, width, mode)
-    top, left, side, flip = scale_crop(height, width, z, low, high, size)
-    _resize_crop(image, top, top + side, left, left + side, out)
+    scale, top, left, flip = scale_crop(height, width, z, low, high, size)
+    new_height, new_width = resized_size(height, width, scale)
+    resize_window(image, new_height, new_width, top, left, out)
     if flip:
         _flip_in_place(out)
 
@@ -166,34 +165,30 @@ def _copy_crop(image: np.ndarray, top: int, left: int, flip: bool, out: np.ndarr
 
 
 @numba.njit(nogil=True)
-def _resized(data, height, width, mode, resize) -> np.ndarray:
-    """Decode, then resize the shorter side to ``resize`` (torchvision's sizes)."""
+def centre_view(data, height, width, mode, resize, out) -> None:
+    """The single-crop evaluation view: the centre (size, size) crop of the image resized to shorter
+    side ``resize`` (only that window is computed)."""
     image = decode_image(data, height, width, mode)
     new_height, new_width = resized_size(height, width, resize)
-    resized = np.empty((new_height, new_width, 3), np.uint8)
-    _resize_crop(image, 0, height, 0, width, resized)
-    return resized
-
-
-@numba.njit(nogil=True)
-def centre_view(data, height, width, mode, resize, out) -> None:
-    """The single-crop evaluation view: the centre (size, size) crop of the resized image."""
-    resized = _resized(data, height, width, mode, resize)
-    offsets = five_crop_offsets(resized.shape[0], resized.shape[1], out.shape[0])
-    _copy_crop(resized, offsets[4, 0], offsets[4, 1], False, out)
+    offsets = five_crop_offsets(new_height, new_width, out.shape[0])
+    resize_window(image, new_height, new_width, offsets[4, 0], offsets[4, 1], out)
 
 
 @numba.njit(nogil=True)
 def ten_views(data, height, width, mode, resize, out) -> None:
     """Section 3.4's 10-crop testing views, ``out`` (10, size, size, 3) in ``TenCrop``'s order: the
-    four corners and the centre of the resized image, then the same five of its mirror image."""
-    resized = _resized(data, height, width, mode, resize)
+    four corners and the centre of the image resized to shorter side ``resize``, then the same five
+    of its mirror image."""
+    image = decode_image(data, height, width, mode)
+    new_height, new_width = resized_size(height, width, resize)
+    resized = np.empty((new_height, new_width, 3), np.uint8)
+    resize_window(image, new_height, new_width, 0, 0, resized)
     size = out.shape[1]
-    offsets = five_crop_offsets(resized.shape[0], resized.shape[1], size)
+    offsets = five_crop_offsets(new_height, new_width, size)
     for v in range(5):
         _copy_crop(resized, offsets[v, 0], offsets[v, 1], False, out[v])
         # that crop of the mirror image is the mirror-image crop (left -> width - size - left), flipped
-        _copy_crop(resized, offsets[v, 0], resized.shape[1] - size - offsets[v, 1], True, out[5 + v])
+        _copy_crop(resized, offsets[v, 0], new_width - size - offsets[v, 1], True, out[5 + v])
 
 
 def _uint8_state(previous_state: State, shape: tuple[int, ...]) -> tuple[State, AllocationQuery]:
