@@ -80,6 +80,8 @@ def test_resize_window_is_pillows_bilinear(size, shorter):
     window = np.empty((100, 120, 3), np.uint8)  # any window, computed alone
     resize_window(image, height, width, 7, 11, window)
     assert np.array_equal(window, whole[7:107, 11:131])
+    resize_window(image, height, width, 7, 11, window, flip=True)
+    assert np.array_equal(window, whole[7:107, 11:131][:, ::-1])
 
 
 def test_scale_crop_lies_inside_the_image_at_the_papers_scales():

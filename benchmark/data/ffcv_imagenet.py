@@ -9,8 +9,8 @@ betons of :mod:`benchmark.data.imagenet_beton`, with the torch loader's semantic
   crop, or the paper's 10 crops (the 4 corners and the centre, and the same of the flipped image,
   in torchvision's ``TenCrop`` order) as (10, 224, 224, 3) per image;
 - both, :class:`NormaliseLighting`: x / 255, the AlexNet PCA colour shift (training), the
-  per-channel mean and std, into a new float32 array: in FFCV's parallel jitted stage on a CPU, on
-  the device (after uint8 crossed the bus) otherwise.
+  per-channel mean and std, into a new float32 array: on numba's threads on a CPU, on the device
+  (after uint8 crossed the bus) otherwise.
 
 Sizes and crop offsets are torchvision's (``Resize``, ``CenterCrop``, ``FiveCrop``), the resize is
 Pillow's antialiased bilinear (:mod:`benchmark.data.resample`). Random draws are a stateless hash
@@ -102,15 +102,6 @@ def five_crop_offsets(height: int, width: int, size: int) -> np.ndarray:
 
 
 @numba.njit
-def _flip_in_place(image: np.ndarray) -> None:
-    height, width, channels = image.shape
-    for row in range(height):
-        for col in range(width // 2):
-            for c in range(channels):
-                image[row, col, c], image[row, width - 1 - col, c] = image[row, width - 1 - col, c], image[row, col, c]
-
-
-@numba.njit
 def lighting_alphas(seed: np.uint64, indices: np.ndarray) -> np.ndarray:
     """Standard normal (n, 3) draws per image for the PCA colour shift (Box-Muller on the hash)."""
     hashes = image_hashes(seed, indices)
@@ -148,9 +139,7 @@ def train_view(data, height, width, mode, z, low, high, size, out) -> None:
     image = decode_image(data, height, width, mode)
     scale, top, left, flip = scale_crop(height, width, z, low, high, size)
     new_height, new_width = resized_size(height, width, scale)
-    resize_window(image, new_height, new_width, top, left, out)
-    if flip:
-        _flip_in_place(out)
+    resize_window(image, new_height, new_width, top, left, out, flip)
 
 
 @numba.njit(nogil=True)
@@ -271,51 +260,53 @@ def channel_biases(seed: np.uint64, indices: np.ndarray, lighting_std: float) ->
     return biases
 
 
+@numba.njit(parallel=True, nogil=True, fastmath=True)
+def normalise_into(images: np.ndarray, scale: np.ndarray, biases: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = images[i] * scale + biases[i]`` per channel (the last axis), image by image on
+    numba's threads."""
+    count = images.shape[0]
+    source, target = images.reshape(count, -1), out.reshape(count, -1)
+    for i in numba.prange(count):
+        for p in range(0, source.shape[1], 3):
+            for c in range(3):
+                target[i, p + c] = source[i, p + c] * scale[c] + biases[i, c]
+
+
 class NormaliseLighting(Operation):
     """uint8 (..., H, W, 3) -> a new float32 (..., H, W, 3) array: ``x / 255``, plus the PCA colour
     shift (training), minus the mean, over the std (:func:`channel_biases`): the torch path's
     ToTensor, Lighting and Normalize in one pass (the channels move first in the loader's
-    ``finish``, a view). Before ``ToTensor`` it runs in FFCV's jitted, parallel stage (CPU); after
-    ``ToDevice`` as torch code on the device, so that uint8 crosses the bus. A new array each
-    batch: a batch stays valid after FFCV reuses its buffers."""
+    ``finish``, a view). A new array every batch, so that a batch stays valid after FFCV reuses its
+    buffers. Right after the decoder (CPU) it runs :func:`normalise_into` on numba's threads into a
+    numpy array (numpy asks the kernel for huge pages: a fresh 150 MB batch costs a fraction of the
+    page faults); after ``ToDevice`` it is torch code on the device, so that uint8 crosses the bus."""
 
     def __init__(self, seed: int, lighting_std: float = 0.0) -> None:
         super().__init__()
         self.seed = stream_key(seed, LIGHTING_STREAM)
         self.lighting_std = lighting_std
-        self.jit = True
+        self.on_host = True
 
     def declare_state_and_memory(self, previous_state: State) -> tuple[State, None]:
-        self.jit = previous_state.jit_mode
-        return replace(previous_state, dtype=np.dtype("f4") if self.jit else torch.float32), None
+        self.on_host = previous_state.jit_mode  # numpy on the CPU, straight from the decoder
+        dtype = np.dtype("f4") if self.on_host else torch.float32
+        return replace(previous_state, jit_mode=False, dtype=dtype), None
 
     def generate_code(self):
         seed, lighting_std = self.seed, self.lighting_std
         scale = (1.0 / (255.0 * _STD)).astype(np.float32)
-        if not self.jit:
-            def normalise_tensor(images: torch.Tensor, _destination, indices: np.ndarray) -> torch.Tensor:
+        if self.on_host:
+            def normalise(images: np.ndarray, _destination, indices: np.ndarray) -> np.ndarray:
+                out = np.empty(images.shape, np.float32)
+                normalise_into(images, scale, channel_biases(seed, indices, lighting_std), out)
+                return out
+        else:
+            def normalise(images: torch.Tensor, _destination, indices: np.ndarray) -> torch.Tensor:
                 biases = torch.from_numpy(channel_biases(seed, indices, lighting_std))
                 broadcast = (images.shape[0],) + (1,) * (images.dim() - 2) + (3,)
                 return (images.to(torch.float32).mul_(torch.from_numpy(scale).to(images.device))
                         .add_(biases.to(images.device, non_blocking=True).view(broadcast)))
 
-            normalise_tensor.with_indices = True
-            return normalise_tensor
-
-        my_range = Compiler.get_iterator()
-
-        def normalise(images, _destination, indices):
-            count = images.shape[0]
-            biases = channel_biases(seed, indices, lighting_std)
-            out = np.empty(images.shape, np.float32)
-            source, target = images.reshape(count, -1), out.reshape(count, -1)
-            for i in my_range(count):
-                for p in range(0, source.shape[1], 3):
-                    for c in range(3):
-                        target[i, p + c] = source[i, p + c] * scale[c] + biases[i, c]
-            return out
-
-        normalise.is_parallel = True
         normalise.with_indices = True
         return normalise
 

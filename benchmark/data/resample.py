@@ -56,10 +56,11 @@ def _clip8(total: int) -> np.uint8:
 
 
 @numba.njit(nogil=True, fastmath=True)
-def resize_window(image: np.ndarray, out_height: int, out_width: int, top: int, left: int, out: np.ndarray) -> None:
+def resize_window(image: np.ndarray, out_height: int, out_width: int, top: int, left: int, out: np.ndarray,
+                  flip: bool = False) -> None:
     """``out`` (h, w, 3) = the window at (top, left) of ``image`` (H, W, 3) uint8 resized to
     (out_height, out_width) with Pillow's arithmetic: fixed-point weights, a horizontal pass
-    rounded to uint8, then a vertical pass."""
+    rounded to uint8, then a vertical pass; mirrored left-right if ``flip`` (at no cost)."""
     height, width = out.shape[0], out.shape[1]
     col_starts, col_counts, col_weights = bilinear_taps(image.shape[1], out_width, left, width)
     row_starts, row_counts, row_weights = bilinear_taps(image.shape[0], out_height, top, height)
@@ -80,9 +81,10 @@ def resize_window(image: np.ndarray, out_height: int, out_width: int, top: int, 
                 red += pixel[0] * weight
                 green += pixel[1] * weight
                 blue += pixel[2] * weight
-            rows[r, 3 * o] = _clip8(red)
-            rows[r, 3 * o + 1] = _clip8(green)
-            rows[r, 3 * o + 2] = _clip8(blue)
+            column = 3 * (width - 1 - o if flip else o)
+            rows[r, column] = _clip8(red)
+            rows[r, column + 1] = _clip8(green)
+            rows[r, column + 2] = _clip8(blue)
     flat = out.reshape(height, width * 3)
     total = np.empty(width * 3, np.int64)
     for o in range(height):
