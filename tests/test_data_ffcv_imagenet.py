@@ -27,8 +27,9 @@ except DataError:
     pytest.skip("needs the ffcv extra", allow_module_level=True)
 
 from benchmark.data.ffcv_imagenet import (CROP_STREAM, LIGHTING_STREAM, FfcvImagenetLoader,  # noqa: E402
-                                          NormaliseLighting, ScaleAugmentDecoder, build_ffcv_imagenet_loaders,
-                                          image_hashes, lighting_alphas, resized_size, scale_crop, stream_key)
+                                          NormaliseLighting, ReusedArrays, ScaleAugmentDecoder,
+                                          build_ffcv_imagenet_loaders, image_hashes, lighting_alphas, resized_size,
+                                          scale_crop, stream_key)
 from benchmark.data.ffcv_loader import FfcvEpochLoader, shard  # noqa: E402
 from benchmark.data.resample import resize_window  # noqa: E402
 from benchmark.data.imagenet import folder_fingerprint  # noqa: E402
@@ -195,6 +196,24 @@ def test_loaders_keep_the_interface(tree):
     other = list(train.epoch(1))
     assert not torch.equal(torch.cat([x for x, _ in kept]), torch.cat([x for x, _ in other]))  # reshuffled, new crops
     assert sorted(torch.cat([y for _, y in other]).tolist()) == [0] * 4 + [1] * 4 + [2] * 4
+
+
+def test_batch_arrays_are_reused_only_once_nobody_holds_them():
+    pool = ReusedArrays()
+    first, second = pool.empty((4, 3)), pool.empty((4, 3))
+    assert second is not first  # `first` is held: never handed out twice
+    address = first.ctypes.data
+    del first
+    third = pool.empty((4, 3))
+    assert third.ctypes.data == address and len(pool.arrays) == 2  # dropped, so reused: nothing allocated
+    batch = torch.from_numpy(second).movedim(-1, 0)  # what the loader yields: a tensor view holds the array
+    address = second.ctypes.data
+    del second
+    fourth = pool.empty((4, 3))
+    assert fourth.ctypes.data != address and len(pool.arrays) == 3  # still held by the tensor
+    del batch
+    assert pool.empty((4, 3)).ctypes.data == address  # now free
+    assert pool.empty((2, 3)).shape == (2, 3)  # another shape: a new array
 
 
 def test_shard_splits_an_epoch_by_rank():

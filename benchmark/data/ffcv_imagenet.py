@@ -21,6 +21,7 @@ and its batches (hence draws) change with the per-epoch permutation.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -260,32 +261,56 @@ def channel_biases(seed: np.uint64, indices: np.ndarray, lighting_std: float) ->
     return biases
 
 
-@numba.njit(parallel=True, nogil=True, fastmath=True)
+@numba.njit(nogil=True, fastmath=True)
 def normalise_into(images: np.ndarray, scale: np.ndarray, biases: np.ndarray, out: np.ndarray) -> None:
-    """``out[i] = images[i] * scale + biases[i]`` per channel (the last axis), image by image on
-    numba's threads."""
+    """``out[i] = images[i] * scale + biases[i]`` per channel (the last axis). One thread: about
+    0.1 ms an image, a small fraction of the decode's (a parallel region here cost more CPU in
+    thread hand-offs than it saved)."""
     count = images.shape[0]
-    source, target = images.reshape(count, -1), out.reshape(count, -1)
-    for i in numba.prange(count):
-        for p in range(0, source.shape[1], 3):
-            for c in range(3):
-                target[i, p + c] = source[i, p + c] * scale[c] + biases[i, c]
+    source, target = images.reshape(count, -1, 3), out.reshape(count, -1, 3)
+    for i in range(count):
+        for p in range(source.shape[1]):
+            target[i, p, 0] = source[i, p, 0] * scale[0] + biases[i, 0]
+            target[i, p, 1] = source[i, p, 1] * scale[1] + biases[i, 1]
+            target[i, p, 2] = source[i, p, 2] * scale[2] + biases[i, 2]
+
+
+class ReusedArrays:
+    """float32 batch arrays handed out again once nothing outside this pool refers to them (the
+    batch's tensors are gone): a batch a caller keeps is never overwritten, and a training loop,
+    which drops each batch, reuses a handful of arrays instead of allocating, and page-faulting
+    in, 150 MB per batch (that cost the CPU as much as decoding the JPEGs). Used from FFCV's loader
+    thread only."""
+
+    def __init__(self) -> None:
+        self.arrays: list[np.ndarray] = []
+
+    def empty(self, shape: tuple[int, ...]) -> np.ndarray:
+        for index in range(len(self.arrays)):
+            if sys.getrefcount(self.arrays[index]) == 2:  # only this list and getrefcount's argument: free
+                if self.arrays[index].shape == shape:
+                    return self.arrays[index]
+                del self.arrays[index]  # free, of another shape (an epoch's last batch): let it go
+                break
+        self.arrays.append(np.empty(shape, np.float32))
+        return self.arrays[-1]
 
 
 class NormaliseLighting(Operation):
     """uint8 (..., H, W, 3) -> a new float32 (..., H, W, 3) array: ``x / 255``, plus the PCA colour
     shift (training), minus the mean, over the std (:func:`channel_biases`): the torch path's
     ToTensor, Lighting and Normalize in one pass (the channels move first in the loader's
-    ``finish``, a view). A new array every batch, so that a batch stays valid after FFCV reuses its
-    buffers. Right after the decoder (CPU) it runs :func:`normalise_into` on numba's threads into a
-    numpy array (numpy asks the kernel for huge pages: a fresh 150 MB batch costs a fraction of the
-    page faults); after ``ToDevice`` it is torch code on the device, so that uint8 crosses the bus."""
+    ``finish``, a view). Its output is never FFCV's reused buffer, so a batch stays valid as long as
+    it is held. Right after the decoder (CPU) it runs :func:`normalise_into` on numba's threads into
+    an array of :class:`ReusedArrays`; after ``ToDevice`` it is torch code on the device (a new
+    tensor), so that uint8 crosses the bus."""
 
     def __init__(self, seed: int, lighting_std: float = 0.0) -> None:
         super().__init__()
         self.seed = stream_key(seed, LIGHTING_STREAM)
         self.lighting_std = lighting_std
         self.on_host = True
+        self.outputs = ReusedArrays()
 
     def declare_state_and_memory(self, previous_state: State) -> tuple[State, None]:
         self.on_host = previous_state.jit_mode  # numpy on the CPU, straight from the decoder
@@ -293,11 +318,11 @@ class NormaliseLighting(Operation):
         return replace(previous_state, jit_mode=False, dtype=dtype), None
 
     def generate_code(self):
-        seed, lighting_std = self.seed, self.lighting_std
+        seed, lighting_std, outputs = self.seed, self.lighting_std, self.outputs
         scale = (1.0 / (255.0 * _STD)).astype(np.float32)
         if self.on_host:
             def normalise(images: np.ndarray, _destination, indices: np.ndarray) -> np.ndarray:
-                out = np.empty(images.shape, np.float32)
+                out = outputs.empty(images.shape)
                 normalise_into(images, scale, channel_biases(seed, indices, lighting_std), out)
                 return out
         else:

@@ -70,7 +70,7 @@ def resize_window(image: np.ndarray, out_height: int, out_width: int, top: int, 
     last_row = 0
     for i in range(height):
         last_row = max(last_row, row_starts[i] + row_counts[i])
-    rows = np.empty((last_row - first_row, width * 3), np.int64)  # the horizontal pass, as uint8 values
+    rows = np.empty((last_row - first_row, width * 3), np.int32)  # the horizontal pass, as uint8 values
     for r in range(last_row - first_row):
         source = image[first_row + r]
         for o in range(width):
