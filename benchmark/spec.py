@@ -178,8 +178,10 @@ class Suite(_Strict):
     def _imagenet_loader(self) -> "Suite":
         if self.eval_ten_crop and self.data.dataset != "imagenet":
             raise ValueError("eval_ten_crop: 10-crop testing is for imagenet; CIFAR-10 is tested on the single original view (Section 4.2)")
-        if self.data.dataset == "imagenet" and self.loader != "torch":
-            raise ValueError(f"loader: imagenet trains with the 'torch' loader (ImageFolder + DataLoader), got '{self.loader}'")
+        if self.data.dataset == "imagenet" and self.loader == "device":
+            raise ValueError("loader: imagenet trains with 'ffcv' (.beton files, `python -m benchmark data write-beton "
+                             "--dataset imagenet`) or 'torch' (ImageFolder + DataLoader); 'device' holds a whole "
+                             "dataset in memory, for CIFAR-10 only")
         return self
 
     @model_validator(mode="after")

@@ -94,9 +94,12 @@ def build_trial_loaders(trial: Trial, device: torch.device, beton_dir: Path | No
     if trial.data.dataset == "imagenet":
         from benchmark.data.imagenet import build_imagenet_loaders
 
+        # loader "ffcv" reads the betons of data.root/ffcv (`python -m benchmark data write-beton --dataset
+        # imagenet`; the fleet checked them against the tree); "torch" reads the tree. beton_dir is CIFAR's.
         train_loader, eval_loader = build_imagenet_loaders(
             trial.data.root, batch_size=trial.recipe.batch_size, device=device, seed=trial.seed,
             eval_batch_size=trial.eval_batch_size, num_workers=trial.data.num_workers, ten_crop=trial.eval_ten_crop,
+            loader=trial.loader,
         )
         return train_loader, eval_loader, {"data_source": "folder", "eval_split": "val"}
     data = load_data(trial, data)
