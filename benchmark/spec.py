@@ -178,8 +178,10 @@ class Suite(_Strict):
     def _imagenet_loader(self) -> "Suite":
         if self.eval_ten_crop and self.data.dataset != "imagenet":
             raise ValueError("eval_ten_crop: 10-crop testing is for imagenet; CIFAR-10 is tested on the single original view (Section 4.2)")
-        if self.data.dataset == "imagenet" and self.loader != "torch":
-            raise ValueError(f"loader: imagenet trains with the 'torch' loader (ImageFolder + DataLoader), got '{self.loader}'")
+        if self.data.dataset == "imagenet" and self.loader == "device":
+            raise ValueError("loader: imagenet trains with 'ffcv' (.beton files, `python -m benchmark data write-beton "
+                             "--dataset imagenet`) or 'torch' (ImageFolder + DataLoader); 'device' holds a whole "
+                             "dataset in memory, for CIFAR-10 only")
         return self
 
     @model_validator(mode="after")
@@ -202,9 +204,11 @@ class Suite(_Strict):
         trials = []
         for name in self.model_names():
             info = model_info(name)
+            # The shortcut and pre-activation axes multiply the residual nets that take those
+            # options; a relative whose paper fixes them (WRN, ResNeXt, ...) keeps its own.
             residual = info.kind == "residual"
-            shortcuts = (self.grid.shortcut or [info.default_shortcut]) if residual else [None]
-            preacts = self.grid.preact if residual else [False]
+            shortcuts = (self.grid.shortcut or [info.default_shortcut]) if residual and "shortcut" in info.options else [None]
+            preacts = self.grid.preact if residual and "preact" in info.options else [False]
             for shortcut in shortcuts:
                 for preact in preacts:
                     for seed in self.seeds:
@@ -261,7 +265,7 @@ class Trial(_Strict):
     suite: str
     model: str
     family: str
-    kind: Literal["plain", "residual"]
+    kind: Literal["plain", "residual", "highway", "dense"]  # benchmark.models.registry.Kind
     depth: int
     shortcut: str | None
     preact: bool

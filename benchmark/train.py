@@ -94,9 +94,12 @@ def build_trial_loaders(trial: Trial, device: torch.device, beton_dir: Path | No
     if trial.data.dataset == "imagenet":
         from benchmark.data.imagenet import build_imagenet_loaders
 
+        # loader "ffcv" reads the betons of data.root/ffcv (`python -m benchmark data write-beton --dataset
+        # imagenet`; the fleet checked them against the tree); "torch" reads the tree. beton_dir is CIFAR's.
         train_loader, eval_loader = build_imagenet_loaders(
             trial.data.root, batch_size=trial.recipe.batch_size, device=device, seed=trial.seed,
             eval_batch_size=trial.eval_batch_size, num_workers=trial.data.num_workers, ten_crop=trial.eval_ten_crop,
+            loader=trial.loader,
         )
         return train_loader, eval_loader, {"data_source": "folder", "eval_split": "val"}
     data = load_data(trial, data)
@@ -152,8 +155,10 @@ def _train(trial: Trial, session: TrialSession, device: torch.device, data: Cifa
     except DataError as exc:
         raise DataError(f"node {session.node}: {exc}") from None
     model = build_model(trial.model, **trial.model_options()).to(device)
-    # Section 3.4/4.2: SGD, momentum 0.9, weight decay 1e-4 on all weights, as the paper states it.
-    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    # Section 3.4/4.2: SGD, momentum 0.9, weight decay 1e-4 on all weights, as the paper states it
+    # (the relatives' recipes: Nesterov's momentum, see benchmark.recipes).
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
     schedule = LRSchedule.for_depth(recipe, trial.depth)
     trainer = TrainStep(model, optimizer, device, precision=trial.precision, channels_last=trial.channels_last, compile=trial.compile)
 

@@ -1,8 +1,9 @@
 """ImageNet folders: scanning, the paper's train/eval transforms (Section 3.4), 10-crop, loaders,
-errors, and the FFCV writer, on a small folder of generated JPEGs."""
+errors, on a small folder of generated JPEGs (the FFCV path: test_data_ffcv_imagenet.py)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -132,31 +133,17 @@ def test_undecodable_image_is_named(folder):
         imagenet.check_images(train, workers=2, chunk=3)
 
 
-@pytest.mark.ffcv
-def test_ffcv_writer(folder, tmp_path):
-    pytest.importorskip("ffcv")
-    from benchmark.data.beton import import_ffcv, write_imagenet_betons
-
-    import_ffcv()
-    from ffcv.fields.basics import IntDecoder
-    from ffcv.loader import Loader
-    from ffcv.transforms import ToTensor
-
-    train_path, val_path = write_imagenet_betons(folder, tmp_path / "out", num_workers=1)
-    assert train_path.name == "imagenet-train-jpeg.beton" and val_path.is_file()
-    threads = torch.get_num_threads()
-    loader = Loader(str(train_path), batch_size=12, num_workers=1, drop_last=False,
-                    pipelines={"image": None, "label": [IntDecoder(), ToTensor()]})
-    labels = torch.cat([y.view(-1) for (y,) in loader])
-    torch.set_num_threads(threads)
-    assert sorted(labels.tolist()) == [0] * 4 + [1] * 4 + [2] * 4
-    assert not list((tmp_path / "out").glob("*.tmp"))
+def test_ffcv_loader_without_ffcv_gives_the_install_line(folder, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ffcv", None)  # makes `import ffcv` raise ImportError
+    with pytest.raises(DataError) as info:
+        imagenet.build_imagenet_loaders(folder, loader="ffcv")
+    assert "pip install '.[ffcv]'" in str(info.value) and "libturbojpeg0-dev" in str(info.value)
 
 
 @pytest.mark.ffcv
 def test_ffcv_writer_refuses_a_broken_image_before_writing(folder, tmp_path):
     pytest.importorskip("ffcv")
-    from benchmark.data.beton import write_imagenet_betons
+    from benchmark.data.imagenet_beton import write_imagenet_betons
 
     bad = folder / "val" / "n01440764" / "val0.jpg"
     bad.write_bytes(b"\xff\xd8\xff garbage")

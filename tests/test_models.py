@@ -50,9 +50,19 @@ def on_meta(name: str, **options: object) -> nn.Module:
         return build_model(name, **options)
 
 
+# The relatives whose forward pass costs over 1G mult-adds at 32x32 (WRN-16-8 to ResNeXt-29 16x64d):
+# they also end in global pooling after three stages, so 16x16 (maps of 16/8/4 pixels) still runs
+# every layer, at a quarter of the cost. Their full-size forward runs in tests/test_relatives_models.py.
+LARGE_CIFAR = {"wrn16_8", "wrn28_10", "wrn40_4", "resnext29_8x64d", "resnext29_16x64d", "densenet_bc190_40",
+               "densenet_bc250_24", "preact_resnet1001"}
+# Deep or large enough that forward + backward takes many seconds on a 2-core CPU: marked slow (a
+# forward-only stand-in at batch 2 covers each in the fast suite).
+SLOW = {"resnet1202", "preact_resnet1001", "wrn28_10", "resnext29_16x64d", "densenet_bc190_40", "densenet_bc250_24"}
+
+
 def sample_input(name: str, batch: int = 2) -> torch.Tensor:
     # ImageNet nets end in global pooling, so 64x64 exercises every layer at 1/12 of the cost.
-    size = 32 if model_info(name).family == "cifar" else 64
+    size = (16 if name in LARGE_CIFAR else 32) if model_info(name).family == "cifar" else 64
     return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
 
 
@@ -193,13 +203,17 @@ def test_registry_names() -> None:
     assert list_models() == [
         "plain20", "plain32", "plain44", "plain56", "plain110",
         "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202",
+        # the paper's relatives (benchmark/models/highway.py ... densenet.py)
+        "highway_resnet20", "highway_resnet32", "highway_resnet44", "highway_resnet56", "highway_resnet110",
+        "highway19", "highway32", "preact_resnet164", "preact_resnet1001",
+        "wrn16_4", "wrn16_8", "wrn28_10", "wrn40_4", "resnext29_8x64d", "resnext29_16x64d",
+        "densenet_bc100_12", "densenet_bc190_40", "densenet_bc250_24",
         "plain18", "plain34", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
     ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    "name",
-    [pytest.param(name, marks=pytest.mark.slow) if name == "resnet1202" else name for name in list_models()],
+    "name", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name for name in list_models()]
 )
 def test_forward_and_backward_without_nan(name: str) -> None:
     torch.manual_seed(0)
@@ -208,6 +222,7 @@ def test_forward_and_backward_without_nan(name: str) -> None:
     labels = torch.tensor([0, 1])
     logits = model(x)
     assert logits.shape == (2, model_info(name).num_classes)
+    assert torch.isfinite(logits).all()
     loss = nn.functional.cross_entropy(logits, labels)
     loss.backward()
     assert torch.isfinite(loss)

@@ -1,4 +1,4 @@
-"""Writing FFCV ``.beton`` files from any CIFAR source (and from ImageNet folders).
+"""Writing FFCV ``.beton`` files from any CIFAR source (ImageNet folders: :mod:`benchmark.data.imagenet_beton`).
 
 A beton holds two fields, ``image`` (RGB) and ``label`` (int). ``fields="raw"`` stores the
 decoded pixels (lossless, what the "ffcv" loader uses by default, so it sees exactly the pixels of
@@ -90,41 +90,6 @@ def write_beton(dataset, out: Path, fields: str = "raw", num_workers: int | None
     finally:
         tmp.unlink(missing_ok=True)
     return out
-
-
-class FolderPairs:
-    """(PIL RGB image, label) pairs of an ImageNet folder split, for FFCV's writer."""
-
-    def __init__(self, split) -> None:
-        self.split = split
-
-    def __len__(self) -> int:
-        return len(self.split)
-
-    def __getitem__(self, index: int):
-        from benchmark.data.imagenet import open_rgb
-
-        path, label = self.split.samples[index]
-        return open_rgb(path), label
-
-
-def write_imagenet_betons(root: str | Path, out_dir: str | Path, fields: str = "jpeg",
-                          max_resolution: int | None = None, jpeg_quality: int = 90,
-                          num_workers: int | None = None) -> tuple[Path, Path]:
-    """Write ``imagenet-train-<fields>.beton`` and ``imagenet-val-<fields>.beton`` from an
-    ImageFolder tree. Every image is decoded once beforehand: FFCV's writer waits forever when a
-    worker dies on a broken file, so a bad image must be a DataError (naming it) before writing.
-    ``max_resolution`` caps the *longer* side (FFCV's rule); keep it None or >= 480-ish so the
-    paper's scale augmentation (shorter side up to 480, Section 3.4) has pixels to work with."""
-    from benchmark.data.imagenet import check_images, load_imagenet
-
-    out_dir = Path(out_dir).expanduser()
-    paths = []
-    for name, split in zip(("train", "val"), load_imagenet(root)):
-        check_images(split, num_workers)
-        paths.append(write_beton(FolderPairs(split), out_dir / f"imagenet-{name}-{fields}.beton", fields,
-                                 num_workers, jpeg_quality, max_resolution))
-    return paths[0], paths[1]
 
 
 def cifar_beton_paths(data: CifarData, out_dir: Path, fields: str = "raw") -> tuple[Path, Path]:

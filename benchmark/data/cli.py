@@ -8,6 +8,8 @@ from pathlib import Path
 
 from benchmark.data import jpeg_npz
 from benchmark.data.cifar import SOURCES, SPLITS, load_cifar10
+from benchmark.data.imagenet import TRAIN_SCALE
+from benchmark.errors import DataError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,21 +21,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _source_arguments(prepare)
     prepare.set_defaults(func=run_prepare)
 
-    beton = commands.add_parser("write-beton", help="write CIFAR-10 train/eval .beton files for the ffcv loader")
+    beton = commands.add_parser("write-beton", help="write the train/eval .beton files of the ffcv loader "
+                                "(CIFAR-10, or an ImageNet folder with --dataset imagenet)")
+    beton.add_argument("--dataset", choices=("cifar10", "imagenet"), default="cifar10")
     _source_arguments(beton)
-    beton.add_argument("--out", type=Path, required=True, help="output folder")
-    beton.add_argument("--fields", choices=("raw", "jpeg"), default="raw",
-                       help="raw pixels (lossless, default) or re-encoded JPEG (smaller, lossy)")
+    beton.add_argument("--out", type=Path, default=None,
+                       help="output folder (required for cifar10; imagenet: default ROOT/ffcv, where the loader reads)")
+    beton.add_argument("--fields", choices=("raw", "jpeg"), default=None,
+                       help="raw pixels (lossless; cifar10's default) or JPEG (imagenet's default)")
+    beton.add_argument("--jpeg-quality", type=int, default=90, help="imagenet: JPEG quality of the stored images")
+    beton.add_argument("--max-shorter-side", type=int, default=TRAIN_SCALE[1],
+                       help="imagenet: shrink images whose shorter side is longer (px; 0 keeps them whole); "
+                            "480 is the top of the paper's scale augmentation")
     beton.add_argument("--workers", type=int, default=None, help="writer processes (default: all cores)")
     beton.set_defaults(func=run_write_beton)
-
-    imagenet = commands.add_parser("write-imagenet-beton", help="write ImageNet train/val .beton files")
-    imagenet.add_argument("--root", type=Path, required=True, help="folder with train/ and val/ class folders")
-    imagenet.add_argument("--out", type=Path, required=True, help="output folder")
-    imagenet.add_argument("--fields", choices=("raw", "jpeg"), default="jpeg")
-    imagenet.add_argument("--max-resolution", type=int, default=None, help="cap on the longer side (px)")
-    imagenet.add_argument("--workers", type=int, default=None)
-    imagenet.set_defaults(func=run_write_imagenet_beton)
 
 
 class PrintHelp:
@@ -51,7 +52,7 @@ def _source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", choices=SOURCES, default="auto")
     parser.add_argument("--split", choices=SPLITS, default="train50k")
     parser.add_argument("--root", type=Path, default=None,
-                        help="folder with cifar-10-batches-py, or the JPEG npz file")
+                        help="folder with cifar-10-batches-py, or the JPEG npz file (imagenet: train/ and val/)")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help=f"decoded-array cache (default {jpeg_npz.default_cache_dir()})")
     parser.add_argument("--seed", type=int, default=0, help="synthetic data and 45k/5k split seed")
@@ -78,21 +79,28 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def run_write_beton(args: argparse.Namespace) -> int:
+    if args.dataset == "imagenet":
+        return _write_imagenet_betons(args)
     from benchmark.data.beton import write_cifar_betons
 
+    if args.out is None:
+        raise DataError("write-beton: --out is required for cifar10 (the folder to write the .beton files to)")
+    fields = args.fields or "raw"
     data = _load(args)
-    train, evaluation = write_cifar_betons(data, args.out, fields=args.fields, num_workers=args.workers,
-                                           overwrite=True)
-    print(f"source: {data.source} ({data.location}), split {data.split}, fields {args.fields}")
+    train, evaluation = write_cifar_betons(data, args.out, fields=fields, num_workers=args.workers, overwrite=True)
+    print(f"source: {data.source} ({data.location}), split {data.split}, fields {fields}")
     print(f"train: {train}")
     print(f"{data.eval_split}: {evaluation}")
     return 0
 
 
-def run_write_imagenet_beton(args: argparse.Namespace) -> int:
-    from benchmark.data.beton import write_imagenet_betons
+def _write_imagenet_betons(args: argparse.Namespace) -> int:
+    from benchmark.data.imagenet_beton import write_imagenet_betons
 
-    train, val = write_imagenet_betons(args.root, args.out, fields=args.fields,
-                                       max_resolution=args.max_resolution, num_workers=args.workers)
-    print(f"train: {train}\nval: {val}")
+    if args.root is None:
+        raise DataError("write-beton --dataset imagenet: --root is required (the folder holding train/ and val/)")
+    paths = write_imagenet_betons(args.root, args.out, fields=args.fields or "jpeg", jpeg_quality=args.jpeg_quality,
+                                  max_shorter_side=args.max_shorter_side, num_workers=args.workers)
+    for name, path in zip(("train", "val"), paths):
+        print(f"{name}: {path} ({path.stat().st_size / 1e6:,.1f} MB)")
     return 0

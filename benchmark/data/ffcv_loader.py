@@ -9,7 +9,8 @@ the batch composition changes every epoch with the shared per-epoch permutation
 too. (With ``shuffle=False`` every epoch has the same batches and hence the same crops.)
 
 FFCV's compiler sets torch's thread count to the loader's ``num_workers`` whenever an epoch starts;
-:class:`FfcvLoader` puts the caller's setting back.
+:class:`FfcvEpochLoader` puts the caller's setting back. The ImageNet pipeline on the same base is
+:mod:`benchmark.data.ffcv_imagenet`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ffcv.traversal_order.base import TraversalOrder
 
 from benchmark.data import preprocess
 from benchmark.data.epochs import EpochLoader
+from benchmark.errors import BenchmarkError
 
 
 @numba.njit(inline="always")
@@ -42,6 +44,16 @@ def _splitmix64(z: np.uint64) -> np.uint64:
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return z ^ (z >> np.uint64(31))
+
+
+@numba.njit
+def batch_key(seed: np.uint64, indices: np.ndarray) -> np.uint64:
+    """A hash of the seed and the batch's sample indices: the batches change every epoch with the
+    shared permutation, so the draws keyed on them do too."""
+    key = np.uint64(seed)
+    for j in range(len(indices)):
+        key = _splitmix64(key ^ np.uint64(indices[j]))
+    return key
 
 
 class SeededCropFlip(Operation):
@@ -62,9 +74,7 @@ class SeededCropFlip(Operation):
             n, h, w, _ = images.shape
             dst[:] = 0
             dst[:, pad:pad + h, pad:pad + w] = images
-            key = seed
-            for j in range(n):
-                key = _splitmix64(key ^ np.uint64(indices[j]))
+            key = batch_key(seed, indices)
             for i in my_range(n):
                 z = _splitmix64(key ^ np.uint64(indices[i]))
                 y = np.int64(z % span)
@@ -86,15 +96,17 @@ class SeededCropFlip(Operation):
 
 
 class SharedEpochOrder(TraversalOrder):
-    """The per-epoch permutation shared with the other loaders (:func:`preprocess.epoch_order`).
+    """The per-epoch permutation shared with the other loaders (:func:`preprocess.epoch_order`),
+    and under ``distributed=True`` this rank's share of it (:func:`shard`).
 
     ffcv 1.0.2's Loader accepts a custom order only as an *instance* that it calls with itself
     (``order(loader)``), so the binding to the loader happens in ``__call__``.
     """
 
-    def __init__(self, seed: int, shuffle: bool) -> None:  # bound to a loader in __call__
+    def __init__(self, seed: int, shuffle: bool, pad: bool = True) -> None:  # bound to a loader in __call__
         self.order_seed = seed
         self.shuffle = shuffle
+        self.pad = pad
 
     def __call__(self, loader: Loader) -> SharedEpochOrder:
         self.loader = loader
@@ -106,36 +118,49 @@ class SharedEpochOrder(TraversalOrder):
 
     def sample_order(self, epoch: int) -> np.ndarray:
         order = preprocess.epoch_order(len(self.indices), self.order_seed, epoch, self.shuffle).numpy()
+        if self.distributed:
+            if not torch.distributed.is_initialized():
+                raise BenchmarkError("the ffcv loader with distributed=True needs an initialised torch.distributed process group")
+            order = shard(order, torch.distributed.get_rank(), torch.distributed.get_world_size(), self.pad)
         return self.indices[order]
 
 
-class FfcvLoader(EpochLoader):
-    """Same interface as :class:`DeviceLoader`: ``len``, ``epoch(index)``, ``iter``, ``num_examples``."""
+def shard(order: np.ndarray, rank: int, world: int, pad: bool) -> np.ndarray:
+    """Rank ``rank``'s share of an epoch's order: every ``world``-th position from ``rank``.
+    ``pad`` (training) first repeats the order's head up to a multiple of ``world``, as torch's
+    DistributedSampler does, so every rank takes the same number of steps; without it (evaluation)
+    every image is in exactly one share."""
+    if pad and len(order) % world:
+        order = np.concatenate([order, order[:world - len(order) % world]])
+    return order[rank::world]
 
-    def __init__(self, beton: Path, mean: np.ndarray, batch_size: int, device: torch.device | str = "cpu",
-                 seed: int = 0, augment: bool = False, shuffle: bool = False, drop_last: bool = False,
-                 num_workers: int = 2) -> None:
-        self.device = torch.device(device)
+
+class FfcvEpochLoader(EpochLoader):
+    """An FFCV ``Loader`` over a beton behind the loader interface: ``len``, ``epoch(index)``,
+    ``iter``, ``num_examples`` (this rank's share under ``distributed``). Subclasses give the image
+    pipeline up to a tensor on the loader's device and :meth:`finish` (what turns FFCV's batch into
+    the float32 NCHW input; FFCV reuses its batch buffers, so it must return a new tensor)."""
+
+    def __init__(self, beton: Path, image_ops: list[Operation], batch_size: int, device: torch.device,
+                 seed: int, shuffle: bool, drop_last: bool, num_workers: int, distributed: bool = False) -> None:
+        self.device = device
         self.batch_size = batch_size
         self.seed = seed
         self.drop_last = drop_last
         self.beton = Path(beton)
         threads = torch.get_num_threads()
-        image_ops: list = [SimpleRGBImageDecoder()]
-        if augment:
-            image_ops.append(SeededCropFlip(seed))
-        image_ops.append(ToTensor())
-        label_ops: list = [IntDecoder(), ToTensor(), Squeeze()]
+        # Squeeze(1), not Squeeze(): a last batch of one image keeps its batch dimension.
+        label_ops: list = [IntDecoder(), ToTensor(), Squeeze(1)]
         if self.device.type != "cpu":
-            image_ops.append(ToDevice(self.device, non_blocking=True))
             label_ops.append(ToDevice(self.device, non_blocking=True))
-        image_ops.append(ToTorchImage())
-        self._loader = Loader(str(self.beton), batch_size=batch_size, num_workers=num_workers,
-                              order=SharedEpochOrder(seed, shuffle), seed=seed, drop_last=drop_last,
-                              pipelines={"image": image_ops, "label": label_ops}, os_cache=True)
+        self._loader = Loader(str(self.beton), batch_size=batch_size, num_workers=max(num_workers, 1),
+                              order=SharedEpochOrder(seed, shuffle, pad=drop_last), seed=seed, drop_last=drop_last,
+                              distributed=distributed, pipelines={"image": image_ops, "label": label_ops}, os_cache=True)
         torch.set_num_threads(threads)
-        self.num_examples = int(self._loader.reader.num_samples)
-        self._mean = preprocess.mean_chw01(mean, self.device)
+        self.num_examples = len(self._loader.first_traversal_order)
+
+    def finish(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def epoch(self, index: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         threads = torch.get_num_threads()
@@ -145,8 +170,28 @@ class FfcvLoader(EpochLoader):
             for step, (images, labels) in enumerate(batches):
                 if step == 0:  # the loader thread has set torch's threads by now: put them back
                     torch.set_num_threads(threads)
-                # FFCV reuses its batch buffers: normalise() writes a new tensor, labels are copied.
-                yield preprocess.normalise(images, self._mean), labels.to(torch.int64, copy=True)
+                yield self.finish(images), labels.to(torch.int64, copy=True)
         finally:
             batches.close()
             torch.set_num_threads(threads)
+
+
+class FfcvLoader(FfcvEpochLoader):
+    """The CIFAR-10 "ffcv" loader: raw 32x32 pixels, the seeded crop + flip, the mean image."""
+
+    def __init__(self, beton: Path, mean: np.ndarray, batch_size: int, device: torch.device | str = "cpu",
+                 seed: int = 0, augment: bool = False, shuffle: bool = False, drop_last: bool = False,
+                 num_workers: int = 2) -> None:
+        device = torch.device(device)
+        image_ops: list = [SimpleRGBImageDecoder()]
+        if augment:
+            image_ops.append(SeededCropFlip(seed))
+        image_ops.append(ToTensor())
+        if device.type != "cpu":
+            image_ops.append(ToDevice(device, non_blocking=True))
+        image_ops.append(ToTorchImage())
+        super().__init__(beton, image_ops, batch_size, device, seed, shuffle, drop_last, num_workers)
+        self._mean = preprocess.mean_chw01(mean, self.device)
+
+    def finish(self, images: torch.Tensor) -> torch.Tensor:
+        return preprocess.normalise(images, self._mean)  # a new tensor

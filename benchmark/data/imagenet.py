@@ -13,6 +13,7 @@ The paper's pipeline (Section 3.4):
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -26,6 +27,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 from torchvision.transforms import functional as TF
 
+from benchmark.data.epochs import EpochLoader
 from benchmark.data.torch_loader import TorchLoader
 from benchmark.errors import DataError
 
@@ -38,6 +40,7 @@ PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
 PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009),
               (-0.5808, -0.0045, -0.8140),
               (-0.5836, -0.6948, 0.4203))
+LIGHTING_STD = 0.1  # alpha's standard deviation, as AlexNet and fb.resnet.torch
 TRAIN_SCALE = (256, 480)
 CROP = 224
 EVAL_RESIZE = 256
@@ -90,6 +93,17 @@ def check_imagenet_folder(root: str | Path) -> tuple[ImageFolderSplit, ImageFold
     return load_imagenet(root)
 
 
+def folder_fingerprint(root: str | Path) -> str:
+    """A hash of an ImageFolder tree's listing: every image's relative path, label and size. It names
+    the data in a run's rows and the tree an FFCV beton was written from."""
+    root = Path(root)
+    digest = hashlib.sha256()
+    for split_name, split in zip(("train", "val"), check_imagenet_folder(root)):
+        for path, label in split.samples:
+            digest.update(f"{split_name}|{Path(path).relative_to(root)}|{label}|{Path(path).stat().st_size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def open_rgb(path: Path) -> Image.Image:
     """Decode an image fully (so a truncated file fails here), as RGB; a DataError names the file."""
     try:
@@ -134,13 +148,14 @@ class Lighting:
     """AlexNet PCA colour augmentation on a [0, 1] CHW tensor: add ``eigvec @ (alpha * eigval)``
     to every pixel, alpha ~ N(0, std^2) per image and channel."""
 
-    def __init__(self, std: float = 0.1, eigval=PCA_EIGVAL, eigvec=PCA_EIGVEC) -> None:
+    def __init__(self, std: float = LIGHTING_STD, eigval=PCA_EIGVAL, eigvec=PCA_EIGVEC) -> None:
         self.std = std
         self.eigval = torch.tensor(eigval, dtype=torch.float32)
         self.eigvec = torch.tensor(eigvec, dtype=torch.float32)
 
     def shift(self, alpha: torch.Tensor) -> torch.Tensor:
-        return self.eigvec @ (alpha * self.eigval)
+        """``eigvec @ (alpha * eigval)`` for alpha (3,), or row by row for alpha (n, 3)."""
+        return (alpha * self.eigval) @ self.eigvec.T
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         if self.std == 0:
@@ -159,7 +174,7 @@ class StackCrops:
         return torch.stack([self.normalise(TF.to_tensor(crop)) for crop in crops])
 
 
-def train_transform(lighting_std: float = 0.1) -> transforms.Compose:
+def train_transform(lighting_std: float = LIGHTING_STD) -> transforms.Compose:
     return transforms.Compose([RandomShorterSide(), transforms.RandomCrop(CROP), transforms.RandomHorizontalFlip(),
                                transforms.ToTensor(), Lighting(lighting_std), transforms.Normalize(MEAN, STD)])
 
@@ -216,10 +231,29 @@ class ImageFolderDataset(Dataset):
 
 def build_imagenet_loaders(root: str | Path, batch_size: int = 256, device: torch.device | str = "cpu",
                            seed: int = 0, eval_batch_size: int = 100, num_workers: int = 2,
-                           ten_crop: bool = False, shuffle: bool = True) -> tuple[TorchLoader, TorchLoader]:
-    """(train_loader, eval_loader) through torch's DataLoader, with the loader interface of
-    :func:`benchmark.data.build_loaders`. The eval loader yields (B, 3, 224, 224) centre crops,
-    or (B, 10, 3, 224, 224) with ``ten_crop`` (feed those to :func:`ten_crop_predict`)."""
+                           ten_crop: bool = False, shuffle: bool = True, loader: str = "torch",
+                           distributed: bool = False) -> tuple[EpochLoader, EpochLoader]:
+    """(train_loader, eval_loader) with the loader interface of :func:`benchmark.data.build_loaders`.
+    The eval loader yields (B, 3, 224, 224) centre crops, or (B, 10, 3, 224, 224) with ``ten_crop``
+    (``evaluate`` and :func:`ten_crop_predict` average over the crops).
+
+    ``loader="torch"``: the JPEG tree through torch's DataLoader and the transforms above (PIL).
+    ``loader="ffcv"``: the same pipeline through FFCV over ``root/ffcv``'s betons
+    (:mod:`benchmark.data.ffcv_imagenet`; a DataError says how to install FFCV or write the betons);
+    ``distributed`` shards its epochs by rank.
+    """
+    if loader == "ffcv":
+        from benchmark.data.beton import import_ffcv
+
+        import_ffcv()  # a DataError with the install line when FFCV is missing
+        from benchmark.data.ffcv_imagenet import build_ffcv_imagenet_loaders
+
+        return build_ffcv_imagenet_loaders(root, batch_size, device, seed, eval_batch_size, num_workers,
+                                           ten_crop, shuffle, distributed=distributed)
+    if loader != "torch":
+        raise DataError(f"unknown imagenet loader {loader!r}; expected 'torch' or 'ffcv'")
+    if distributed:
+        raise DataError("distributed loading of ImageNet is done by the 'ffcv' loader")
     train, val = load_imagenet(root)
     return (TorchLoader(ImageFolderDataset(train, train_transform()), batch_size, device, seed,
                         shuffle=shuffle, drop_last=True, num_workers=num_workers),

@@ -10,11 +10,12 @@ data changed is refused (`preflight.check_resumable`).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.data import CifarData, load_cifar10
+from benchmark.data.imagenet import folder_fingerprint
+from benchmark.data.imagenet_beton import check_imagenet_betons
 from benchmark.errors import DataError
 from benchmark.spec import DataSpec, Suite
 
@@ -40,7 +41,10 @@ def resolve_data(suite: Suite, cwd: Path) -> SuiteData:
                                                "root": None if arrays.source == "synthetic" else arrays.location})
             return SuiteData(resolved, f"{arrays.source}:{cifar_fingerprint(arrays)}", arrays)
         assert root is not None  # the schema requires data.root for imagenet
-        return SuiteData(spec.model_copy(update={"root": str(root)}), f"folder:{folder_fingerprint(root)}", None)
+        fingerprint = folder_fingerprint(root)
+        if suite.loader == "ffcv":  # its betons were written from this tree as it is now
+            check_imagenet_betons(root, fingerprint)
+        return SuiteData(spec.model_copy(update={"root": str(root)}), f"folder:{fingerprint}", None)
     except DataError as exc:
         raise DataError(f"{where}: {exc} (in a suite: data.root or --source)") from None
 
@@ -49,14 +53,3 @@ def cifar_fingerprint(data: CifarData) -> str:
     from benchmark.data.beton import data_fingerprint  # the same hash names the FFCV betons written from them
 
     return data_fingerprint(data)
-
-
-def folder_fingerprint(root: Path) -> str:
-    """A hash of an ImageFolder tree's listing: every image's relative path, label and size."""
-    from benchmark.data.imagenet import check_imagenet_folder
-
-    digest = hashlib.sha256()
-    for split_name, split in zip(("train", "val"), check_imagenet_folder(root)):
-        for path, label in split.samples:
-            digest.update(f"{split_name}|{Path(path).relative_to(root)}|{label}|{Path(path).stat().st_size}\n".encode())
-    return digest.hexdigest()[:16]

@@ -24,7 +24,7 @@ def check_loader(suite: Suite) -> None:
         except ImportError:
             raise SuiteError(
                 "loader: 'ffcv' needs the ffcv extra: apt-get install pkg-config libturbojpeg0-dev libopencv-dev, "
-                "then pip install '.[ffcv]' (after torch); or choose loader: device"
+                f"then pip install '.[ffcv]' (after torch); or choose loader: {'torch' if suite.data.dataset == 'imagenet' else 'device'}"
             ) from None
 
 

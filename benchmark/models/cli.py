@@ -1,5 +1,6 @@
 """``python -m benchmark list``: every registered model with its complexity, as the paper
-reports it (parameters as in Table 6, forward mult-adds as in Table 1's "FLOPs")."""
+reports it (parameters as in Table 6, forward mult-adds as in Table 1's "FLOPs"), and for the
+relatives their architecture and its width (WRN's k, ResNeXt's d), cardinality or growth rate."""
 
 from __future__ import annotations
 
@@ -8,14 +9,12 @@ import csv
 import json
 import sys
 
-import torch
-
-from benchmark.models.complexity import count_multiply_adds, count_parameters
-from benchmark.models.registry import build_model, list_models, model_info
+from benchmark.models.complexity import named_complexity
+from benchmark.models.registry import list_models, model_info
 
 COLUMNS = (
-    "name", "family", "kind", "depth", "block", "shortcut", "resolution", "num_classes",
-    "parameters", "multiply_adds",
+    "name", "family", "architecture", "paper", "kind", "depth", "block", "shortcut", "width", "cardinality",
+    "growth_rate", "resolution", "num_classes", "parameters", "multiply_adds",
 )  # fmt: skip
 
 
@@ -41,20 +40,24 @@ def model_rows() -> list[dict[str, object]]:
     for name in list_models():
         info = model_info(name)
         # Shapes only: the meta device makes counting ResNet-152 or ResNet-1202 free.
-        with torch.device("meta"):
-            model = build_model(name)
+        parameters, multiply_adds = named_complexity(name)
         rows.append(
             {
                 "name": name,
                 "family": info.family,
+                "architecture": info.architecture,
+                "paper": info.paper,
                 "kind": info.kind,
                 "depth": info.depth,
                 "block": info.block,
                 "shortcut": info.default_shortcut,
+                "width": info.width,
+                "cardinality": info.cardinality,
+                "growth_rate": info.growth_rate,
                 "resolution": info.input_size[1],
                 "num_classes": info.num_classes,
-                "parameters": count_parameters(model),
-                "multiply_adds": count_multiply_adds(model, info.input_size),
+                "parameters": parameters,
+                "multiply_adds": multiply_adds,
             }
         )
     return rows
@@ -85,15 +88,20 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def print_table(rows: list[dict[str, object]]) -> None:
-    header = ("model", "family", "kind", "depth", "block", "shortcut", "input", "params", "exact", "mult-adds")
+    header = ("model", "family", "architecture", "kind", "depth", "block", "shortcut", "width", "cardinality",
+              "growth", "input", "params", "exact", "mult-adds")
     cells = [
         (
             str(row["name"]),
             str(row["family"]),
+            str(row["architecture"]),
             str(row["kind"]),
             str(row["depth"]),
             str(row["block"]),
             str(row["shortcut"] or "-"),
+            str(row["width"] or "-"),
+            str(row["cardinality"] or "-"),
+            str(row["growth_rate"] or "-"),
             f"{row['resolution']}x{row['resolution']}",
             format_parameters(int(row["parameters"])),
             f"{row['parameters']:,}",
@@ -102,12 +110,15 @@ def print_table(rows: list[dict[str, object]]) -> None:
         for row in rows
     ]
     widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(header))]
-    numeric = {"depth", "params", "exact", "mult-adds"}
+    numeric = {"depth", "width", "cardinality", "growth", "params", "exact", "mult-adds"}
     for line in [header, *cells]:
         padded = (c.rjust(w) if h in numeric else c.ljust(w) for c, w, h in zip(line, widths, header))
         print("  ".join(padded).rstrip())
     print(
         "\nshortcut: the paper's default option (A zero-pad, B projection where dimensions change; "
-        "plain nets have none).\nmult-adds: forward, one image at the input size, conv + fc layers "
+        "plain nets have none, and\nthe relatives marked - have the shortcuts their own paper fixes).\n"
+        "architecture: resnet = the paper's nets; the relatives are compared with their own paper's numbers.\n"
+        "width: WRN's widening factor k, ResNeXt's bottleneck width d; cardinality: ResNeXt's groups C; "
+        "growth: DenseNet's k.\nmult-adds: forward, one image at the input size, conv + fc layers "
         "(Table 1's FLOPs)."
     )

@@ -4,6 +4,8 @@ pooling and the shortcut additions are not counted)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 from torch import nn
 
@@ -43,3 +45,20 @@ def count_multiply_adds(model: nn.Module, input_size: tuple[int, int, int]) -> i
         for handle in handles:
             handle.remove()
     return total
+
+
+@lru_cache(maxsize=None)
+def named_complexity(name: str, shortcut: str | None = None, preact: bool = False) -> tuple[int, int]:
+    """(parameters, forward mult-adds per image) of the registered model ``name`` as
+    ``build_model(name, shortcut=..., preact=...)`` makes it (None/False: the model's defaults).
+
+    Counted with every layer on the meta device (shapes only, no memory), and cached: ``list`` and
+    the reports ask for the same 36 models again and again.
+    """
+    from benchmark.models.registry import build_model, model_info
+
+    options: dict[str, object] = {"shortcut": shortcut} if shortcut else {}
+    options |= {"preact": True} if preact else {}
+    with torch.device("meta"):
+        model = build_model(name, **options)
+    return count_parameters(model), count_multiply_adds(model, model_info(name).input_size)

@@ -7,7 +7,7 @@ are interchangeable with torchvision's.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -24,12 +24,15 @@ def make_stage(
     n: int,
     stride: int,
     options: ModelOptions,
+    block_options: Mapping[str, object] | None = None,
 ) -> nn.Sequential:
     """One stage of ``n`` blocks at one feature-map size. Its first block subsamples with a
     stride-2 conv (Section 3.3: "if the feature map size is halved, the number of filters is
-    doubled") and is the only one whose shortcut may change dimensions."""
+    doubled") and is the only one whose shortcut may change dimensions. ``block_options`` go to
+    every block (a relative's gate bias or cardinality)."""
     residual = options.shortcut is not None
     extra = {} if options.bottleneck_stride is None else {"stride_in": options.bottleneck_stride}
+    extra.update(block_options or {})
     out_planes = planes * block.expansion
     blocks = []
     for index in range(n):
@@ -45,19 +48,24 @@ class ResNet(nn.Module):
     ``stem="cifar"`` is Section 4.2's first layer, a 3x3 conv with 16 filters at 32x32;
     ``stem="imagenet"`` is Table 1's conv1 (7x7, 64, stride 2) + 3x3 max pool, stride 2. The
     first stage keeps the stem's resolution; every later one halves it.
+
+    ``block`` names one of the paper's blocks ("basic" | "bottleneck", see ``block_type``) or is
+    a block class of a relative with the same constructor (the highway-gated basic block, the
+    ResNeXt bottleneck), which ``block_options`` configure.
     """
 
     def __init__(
         self,
         *,
-        block: str,
+        block: str | type[nn.Module],
         blocks_per_stage: Sequence[int],
         widths: Sequence[int],
         stem: str,
         options: ModelOptions,
+        block_options: Mapping[str, object] | None = None,
     ) -> None:
         super().__init__()
-        block_cls = block_type(block, options.preact)
+        block_cls = block if isinstance(block, type) else block_type(block, options.preact)
         if stem == "cifar":
             self.conv1 = conv3x3(3, widths[0])
             self.maxpool = None
@@ -75,7 +83,7 @@ class ResNet(nn.Module):
         in_planes = widths[0]
         for index, (name, planes, n) in enumerate(zip(self.stage_names, widths, blocks_per_stage)):
             stride = 1 if index == 0 else 2
-            self.add_module(name, make_stage(block_cls, in_planes, planes, n, stride, options))
+            self.add_module(name, make_stage(block_cls, in_planes, planes, n, stride, options, block_options))
             in_planes = planes * block_cls.expansion
         # Pre-activation blocks end on an addition, so the net ends with BN-ReLU before pooling.
         self.bn_final = nn.BatchNorm2d(in_planes) if options.preact else None

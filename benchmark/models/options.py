@@ -3,6 +3,7 @@ default: an unknown name, an unknown value, or an option the model does not have
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -42,15 +43,11 @@ def parse_options(info: ModelInfo, options: Mapping[str, object]) -> ModelOption
     given = {key: value for key, value in options.items() if value is not None}
     for key, value in given.items():
         if key not in allowed:
-            raise ModelError(_not_taken(model, key, value, allowed))
+            raise ModelError(_not_taken(model, key, value, allowed, info.kind))
 
     shortcut = given.get("shortcut", info.default_shortcut) if residual else None
-    if residual and shortcut not in SHORTCUTS:
-        raise ModelError(
-            f"unknown shortcut {shortcut!r} for {model}; expected 'A' (identity, zero-padding "
-            "where dimensions increase), 'B' (projection where dimensions increase) or "
-            "'C' (projection on every shortcut)"
-        )
+    if residual:
+        _check_shortcut(model, shortcut)
     preact = given.get("preact", False)
     if not isinstance(preact, bool):
         raise ModelError(f"preact must be true or false for {model}, got {preact!r}")
@@ -66,13 +63,58 @@ def parse_options(info: ModelInfo, options: Mapping[str, object]) -> ModelOption
     return ModelOptions(shortcut, preact, num_classes, stride)
 
 
-def _not_taken(model: str, key: str, value: object, allowed: tuple[str, ...]) -> str:
+def _not_taken(model: str, key: str, value: object, allowed: tuple[str, ...], kind: str = "plain") -> str:
     takes = f"{model} takes: {', '.join(allowed)}"
-    if key == "shortcut":
+    if key == "shortcut" and kind == "plain":
         return f"plain nets have no shortcut: {model} does not take shortcut={value!r} ({takes})"
+    if key == "shortcut":
+        return f"{model} has the shortcuts its paper fixes, so shortcut={value!r} does not apply ({takes})"
     if key == "bottleneck_stride":
         return (
             f"{model} has no bottleneck blocks, so bottleneck_stride={value!r} does not apply "
             f"(only ImageNet resnet50/101/152 take it; {takes})"
         )
     return f"unknown option {key}={value!r} for {model}; {takes}"
+
+
+def parse_relative_options(info: ModelInfo, options: Mapping[str, object], **defaults: object) -> dict[str, object]:
+    """Validate the options of one of the paper's relatives (highway, wide, resnext, densenet,
+    preact_bottleneck): num_classes, and where the model takes them a dropout rate, a gate bias and
+    a shortcut option (for a gated net's carry path). An option given as None (or not given) takes
+    ``defaults``, else the model's record (num_classes, default_shortcut), else no dropout.
+
+    Returns every option ``info.options`` names, resolved.
+    """
+    model, allowed = info.name, info.options
+    given = {key: value for key, value in options.items() if value is not None}
+    for key, value in given.items():
+        if key not in allowed:
+            raise ModelError(_not_taken(model, key, value, allowed, info.kind))
+    fallback = {"num_classes": info.num_classes, "shortcut": info.default_shortcut, "dropout": 0.0, **defaults}
+    resolved = {key: given.get(key, fallback.get(key)) for key in allowed}
+    if "num_classes" in resolved:
+        value = resolved["num_classes"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ModelError(f"num_classes must be a positive integer for {model}, got {value!r}")
+    if "dropout" in resolved:
+        value = resolved["dropout"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise ModelError(f"dropout must be a probability in [0, 1) for {model}, got {value!r}")
+        resolved["dropout"] = float(value)
+    if "gate_bias" in resolved:
+        value = resolved["gate_bias"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ModelError(f"gate_bias must be a finite number for {model} (the paper uses a negative one), got {value!r}")
+        resolved["gate_bias"] = float(value)
+    if "shortcut" in resolved:
+        _check_shortcut(model, resolved["shortcut"])
+    return resolved
+
+
+def _check_shortcut(model: str, shortcut: object) -> None:
+    if shortcut not in SHORTCUTS:
+        raise ModelError(
+            f"unknown shortcut {shortcut!r} for {model}; expected 'A' (identity, zero-padding "
+            "where dimensions increase), 'B' (projection where dimensions increase) or "
+            "'C' (projection on every shortcut)"
+        )

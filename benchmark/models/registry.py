@@ -10,15 +10,21 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from torch import nn
 
 from benchmark.errors import ModelError
 
 Family = Literal["cifar", "imagenet"]
-Kind = Literal["plain", "residual"]
-BlockKind = Literal["basic", "bottleneck"]
+# How a layer's input reaches its output: not at all (plain), added (residual), through a learned
+# gate (highway, Srivastava et al. 2015), or concatenated (dense, Huang et al. 2017).
+Kind = Literal["plain", "residual", "highway", "dense"]
+BlockKind = Literal["basic", "bottleneck", "highway", "dense"]
+# The architecture a model belongs to, and so the paper whose numbers it is compared with
+# (``benchmark.reference.relatives``): "resnet" is the paper's own (He et al. 2015).
+Architecture = Literal["resnet", "highway", "preact_resnet", "wide_resnet", "resnext", "densenet"]
+ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
 Builder = Callable[..., nn.Module]
 
 
@@ -30,11 +36,19 @@ class ModelInfo:
     family: Family
     kind: Kind
     depth: int  # weighted layers, as the paper counts them (convs + fc)
-    default_shortcut: str | None  # "A" | "B"; None for plain nets, which have no shortcut
+    # "A" | "B"; None where build_model takes no shortcut option: plain nets have no shortcut, and
+    # WRN, ResNeXt, DenseNet and the pre-activation bottleneck nets have the ones their paper fixes.
+    default_shortcut: str | None
     block: BlockKind
     input_size: tuple[int, int, int]  # (C, H, W) the paper trains at
     num_classes: int
     options: tuple[str, ...]  # option names build_model accepts for this model
+    # The relatives' structure (None where it does not apply), for `list` and the reports.
+    architecture: Architecture = "resnet"
+    paper: str = "he2015"  # key of the paper the architecture comes from (benchmark.reference)
+    width: int | None = None  # WRN's widening factor k; ResNeXt's bottleneck width d (the "64d")
+    cardinality: int | None = None  # ResNeXt: groups in the 3x3 conv (the "8x" of 8x64d)
+    growth_rate: int | None = None  # DenseNet: k, feature maps each layer adds
 
 
 @dataclass(frozen=True)
@@ -84,10 +98,13 @@ def model_info(name: str) -> ModelInfo:
 
 
 def list_models() -> list[str]:
-    """Registered names: CIFAR before ImageNet, plain before residual, shallow before deep."""
+    """Registered names: CIFAR before ImageNet, the paper's nets before their relatives (in the
+    order of ``ARCHITECTURES``), plain before residual, shallow before deep, narrow before wide."""
     return sorted(_REGISTRY, key=_sort_key)
 
 
-def _sort_key(name: str) -> tuple[bool, bool, int]:
+def _sort_key(name: str) -> tuple[bool, int, bool, str, int, int, int, int]:
     info = _REGISTRY[name].info
-    return info.family == "imagenet", info.kind == "residual", info.depth
+    return (info.family == "imagenet", ARCHITECTURES.index(info.architecture), info.kind == "residual",
+            info.block if info.architecture != "resnet" else "", info.depth, info.width or 0,
+            info.cardinality or 0, info.growth_rate or 0)

@@ -16,6 +16,9 @@ metric), so a reader can check it against the paper without reading code:
   ECCV 2016 (arXiv:1603.05027), Table 3: CIFAR-10 errors of nets with full pre-activation units,
   the numbers a ``preact`` trial is compared with (same columns as ``paper.csv``).
 - ``claims.yaml``: the paper's findings as data (read by ``benchmark.report.claims``).
+- ``relatives.csv``: the paper's relatives' numbers (Identity Mappings, Wide ResNets, ResNeXt,
+  DenseNet; published parameter counts), read through ``benchmark.reference.relatives``, which also
+  labels Table 6's Highway/FitNet rows and ``identity_mappings.csv`` by source.
 
 Errors are percentages (0-100), like the paper's tables and like ``results/<suite>/*.csv``.
 """

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.reference import reproductions
-from benchmark.report import figures, tables
+from benchmark.report import figures, relatives, tables
 from benchmark.report.claims import Claim, load_claims
 from benchmark.report.formats import number as _num, seed_stats, signed as _signed
 from benchmark.report.load import Results, load_packing, load_results, load_throughput
@@ -235,16 +235,17 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None,
     title = f"Reproduction report: {results.suite}"
     verdicts = evaluate_claims(results, claims if claims is not None else load_claims())
     blocks: list[Block] = scorecard_blocks(results, verdicts) + _summary(results) + _missing(results)
-    curve_figures = figures.figure6(results)
+    paper = relatives.paper_nets(results)  # the paper's figures and tables are about its own nets
+    curve_figures = figures.figure6(paper)
     if curve_figures:
         blocks.append(Heading("Training curves (Figure 6)"))
         blocks += [save_figure(named, folder) for named in curve_figures]
-    depth_figures = figures.depth_figure(results)
+    depth_figures = figures.depth_figure(paper)
     if depth_figures:
         blocks.append(Heading("Final error against depth"))
         blocks += [save_figure(named, folder) for named in depth_figures]
     blocks += details_blocks(verdicts)
-    blocks += _reproduction(results) + _published(results) + _shortcuts(results)
+    blocks += _reproduction(paper) + _published(paper) + _shortcuts(paper) + relatives.section(results, folder)
     blocks += _convergence(results) + _run_throughput(results)
     if results.throughput is not None and results.throughput_path is not None:
         blocks += _hardware(results.throughput, results.throughput_path)

@@ -57,7 +57,7 @@ ANALYSIS_FILES = ("gradient_norms.csv", "layer_responses.csv")
 ANALYSIS_COLUMNS = ("layer_index", "layer", "model", "kind", "depth", "checkpoint", "step", "value")
 ANALYSIS_NUMERIC = ("layer_index", "depth", "step", "value")
 
-KINDS = ("plain", "residual")
+KINDS = ("plain", "residual", "highway", "dense")  # benchmark.models.registry.Kind
 # Errors are percentages like the paper's tables; a fraction (0-1) would pass this check, but a
 # value above 100 or below 0 is certainly corrupt.
 PERCENT_COLUMNS = ("final_train_error", "final_eval_error", "final_eval_top5_error",
