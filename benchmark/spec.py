@@ -93,6 +93,9 @@ class Grid(_Strict):
 
 
 class Resources(_Strict):
+    # Data-parallel ranks per trial (PyTorch DDP under a Ray Train TorchTrainer, benchmark/fleet/ray_ddp.py);
+    # cpu, gpu and custom below are then *per worker*: {workers: 8, gpu: 1, cpu: 8} is the paper's 8 GPUs.
+    workers: int = Field(default=1, ge=1, le=1024)
     cpu: float = Field(default=1, gt=0)
     gpu: float = Field(default=0, ge=0)  # fractions let several small CIFAR trials share one GPU
     # Ray custom resources per trial, e.g. {node_a: 1} to place trials on the nodes that offer it.
@@ -141,6 +144,9 @@ class Suite(_Strict):
     eval_every: int = Field(default=500, gt=0)  # iterations between evaluations (and checkpoints)
     eval_batch_size: int = Field(default=1000, gt=0)
     eval_ten_crop: bool = False  # ImageNet: the paper's 10-crop testing (Tables 2, 3), else one centre crop
+    # With resources.workers > 1: synchronise BN's batch statistics across ranks. Off by default, as
+    # the paper's multi-GPU training: BN without synchronisation, each GPU normalising its own share.
+    sync_bn: bool = False
     # Where the Ray executor keeps checkpoints: a path every node sees, or a URI (s3://...);
     # default: the results folder's _state/ray (enough on one machine). --storage overrides it.
     storage: str | None = None
@@ -182,6 +188,19 @@ class Suite(_Strict):
             raise ValueError("loader: imagenet trains with 'ffcv' (.beton files, `python -m benchmark data write-beton "
                              "--dataset imagenet`) or 'torch' (ImageFolder + DataLoader); 'device' holds a whole "
                              "dataset in memory, for CIFAR-10 only")
+        return self
+
+    @model_validator(mode="after")
+    def _data_parallel(self) -> "Suite":
+        workers = self.resources.workers
+        if workers == 1:
+            return self
+        if self.recipe.batch_size % workers:
+            raise ValueError(f"resources.workers: {workers} ranks cannot split the recipe's batch of "
+                             f"{self.recipe.batch_size} evenly (each rank takes batch_size / workers)")
+        if self.data.dataset == "cifar10" and self.loader != "device":
+            raise ValueError(f"loader: data-parallel CIFAR-10 trials (resources.workers: {workers}) shard the "
+                             "'device' loader by rank; use loader: device")
         return self
 
     @model_validator(mode="after")
@@ -234,6 +253,7 @@ class Suite(_Strict):
                                 eval_every=self.eval_every,
                                 eval_batch_size=self.eval_batch_size,
                                 eval_ten_crop=self.eval_ten_crop,
+                                sync_bn=self.sync_bn,
                                 resources=self.resources,
                             )
                         )
@@ -281,6 +301,7 @@ class Trial(_Strict):
     eval_every: int
     eval_batch_size: int
     eval_ten_crop: bool = False
+    sync_bn: bool = False
     resources: Resources
 
     def model_options(self) -> dict[str, Any]:

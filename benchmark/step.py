@@ -149,6 +149,7 @@ class TrainStep:
         precision: str = "fp32",
         channels_last: bool = False,
         compile: bool = False,
+        wrap: Callable[[nn.Module], nn.Module] | None = None,
     ) -> None:
         self.device = torch.device(device)
         self._dtype = autocast_dtype(precision, self.device)
@@ -157,9 +158,17 @@ class TrainStep:
         # Train mode is set once, not per step (a recursive walk over the modules costs host time a
         # launch-bound GPU step cannot spare); `evaluate` restores it after switching to eval.
         self.model.train()
+        # What the step runs: the model, or a data-parallel wrapper of it (`wrap`, benchmark/data_parallel.py:
+        # DDP, after the move to the device). `model` stays the plain module: checkpoints, evaluation
+        # and BN checks use it, and evaluation then runs no collective.
+        self._net = wrap(self.model) if wrap is not None else self.model
         self.optimizer = optimizer
         self._scaler = grad_scaler(precision, self.device)
         self._mode = compile_mode(self.device) if compile else None
+        if self._net is not self.model and self._mode == "reduce-overhead":
+            # DDP's gradient all-reduce runs between backward kernels; a CUDA graph cannot capture
+            # it safely, so data-parallel trials compile in the default mode, without CUDA graphs.
+            self._mode = None
         if compile:
             # Dynamo caches compiled graphs per code object, shared by every TrainStep in the
             # process; after torch._dynamo.config.recompile_limit (8) different models it silently
@@ -191,7 +200,7 @@ class TrainStep:
                 self._graph_baseline = (cudagraph_skips(), bn_step_counts(self.model))
             # Tell CUDA-graph trees a new iteration starts, so last step's outputs may be reused.
             torch.compiler.cudagraph_mark_step_begin()
-        loss, sums = self._forward_loss(self.model, x, y, self._dtype)
+        loss, sums = self._forward_loss(self._net, x, y, self._dtype)
         self.optimizer.zero_grad(set_to_none=True)
         if self._scaler is None:
             loss.backward()
@@ -304,7 +313,8 @@ def evaluate(
     precision: str = "fp32",
     channels_last: bool = False,
 ) -> dict[str, float]:
-    """Mean cross-entropy, top-1 and top-5 error (fractions in [0, 1]) of `model` over `loader`.
+    """Mean cross-entropy, top-1 and top-5 error (fractions in [0, 1]) of `model` over `loader`, and
+    the number of images (`samples`: data-parallel ranks add up their shares).
 
     Runs in eval mode (BatchNorm uses its running statistics) under `torch.inference_mode`, sums on
     the device and syncs once at the end; the model's previous train/eval mode is restored. With
@@ -346,4 +356,4 @@ def evaluate(
     if samples == 0:
         raise BenchmarkError("evaluate: the evaluation loader yielded no batches")
     loss, top1, top5 = torch.cat([loss_sum.view(1), wrong.to(loss_sum.dtype)]).tolist()
-    return {"loss": loss / samples, "top1_error": top1 / samples, "top5_error": top5 / samples}
+    return {"loss": loss / samples, "top1_error": top1 / samples, "top5_error": top5 / samples, "samples": samples}

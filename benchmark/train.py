@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from benchmark.backends import numerics, peak_memory_mb, release_memory, reset_peak_memory
+from benchmark.data_parallel import Replicas
 from benchmark.errors import BenchmarkError, DataError
 from benchmark.heartbeat import Heartbeat
 from benchmark.provenance import provenance
@@ -52,12 +53,13 @@ MAX_NONFINITE_SHARE = 0.5
 CUDA_GRAPH_CHECK_STEPS = 5
 
 
-def pick_device(trial: Trial) -> torch.device:
-    """A trial that asks for a GPU runs on CUDA (the fleet checked one exists); else on the CPU."""
+def pick_device(trial: Trial, replicas: Replicas = Replicas()) -> torch.device:
+    """A trial that asks for a GPU runs on CUDA (the fleet checked one exists); else on the CPU.
+    A data-parallel rank runs on the GPU Ray Train assigned it (the current CUDA device)."""
     if trial.resources.gpu > 0:
         if not torch.cuda.is_available():
             raise BenchmarkError(f"trial {trial.trial_id} asks for resources.gpu={trial.resources.gpu} but CUDA is not available")
-        return torch.device("cuda")
+        return torch.device("cuda", torch.cuda.current_device()) if replicas.distributed else torch.device("cuda")
     return torch.device("cpu")
 
 
@@ -87,8 +89,9 @@ def load_data(trial: Trial, data: CifarData | None = None) -> CifarData:
 
 
 def build_trial_loaders(trial: Trial, device: torch.device, beton_dir: Path | None,
-                        data: CifarData | None = None) -> tuple[Any, Any, dict[str, str]]:
-    """(train_loader, eval_loader, {data_source, eval_split}) for the trial's dataset."""
+                        data: CifarData | None = None, shard: tuple[int, int] = (0, 1)) -> tuple[Any, Any, dict[str, str]]:
+    """(train_loader, eval_loader, {data_source, eval_split}) for the trial's dataset; `shard`: a
+    data-parallel rank's share (benchmark/data_parallel.py)."""
     from benchmark.data import build_loaders
 
     if trial.data.dataset == "imagenet":
@@ -99,7 +102,7 @@ def build_trial_loaders(trial: Trial, device: torch.device, beton_dir: Path | No
         train_loader, eval_loader = build_imagenet_loaders(
             trial.data.root, batch_size=trial.recipe.batch_size, device=device, seed=trial.seed,
             eval_batch_size=trial.eval_batch_size, num_workers=trial.data.num_workers, ten_crop=trial.eval_ten_crop,
-            loader=trial.loader,
+            loader=trial.loader, shard=shard,
         )
         return train_loader, eval_loader, {"data_source": "folder", "eval_split": "val"}
     data = load_data(trial, data)
@@ -112,6 +115,7 @@ def build_trial_loaders(trial: Trial, device: torch.device, beton_dir: Path | No
         eval_batch_size=trial.eval_batch_size,
         num_workers=trial.data.num_workers,
         beton_dir=beton_dir,
+        shard=shard,
     )
     return train_loader, eval_loader, {"data_source": data.source, "eval_split": data.eval_split}
 
@@ -122,28 +126,31 @@ def train_trial(
     data: CifarData | None = None,
     threads: int | None = None,
     beton_dir: Path | None = None,
+    replicas: Replicas = Replicas(),
 ) -> dict[str, Any]:
     """Train one trial; returns the last reported row (its `status` is `completed` or `diverged`).
 
     `data`: CIFAR-10 arrays the fleet resolved once for the whole suite (else the trial loads them
     from its data spec). A dataset that cannot be had on this node is one line naming the node.
+    `replicas`: which rank of a data-parallel trial this process is (every rank runs this function
+    with the same trial; benchmark/data_parallel.py says what they share).
     """
     if threads:
         torch.set_num_threads(threads)
     try:
-        device = pick_device(trial)
+        device = pick_device(trial, replicas)
     except BenchmarkError as exc:  # a node without the GPU it was promised
         raise BenchmarkError(f"node {session.node}: {exc}") from None
     with numerics(device, tf32=trial.tf32, deterministic=trial.deterministic):
         reset_peak_memory(device)
         try:
-            return _train(trial, session, device, data, beton_dir)
+            return _train(trial, session, device, data, beton_dir, replicas)
         finally:
             release_memory(device)  # the next trial of this process starts with the device empty
 
 
 def _train(trial: Trial, session: TrialSession, device: torch.device, data: CifarData | None,
-           beton_dir: Path | None) -> dict[str, Any]:
+           beton_dir: Path | None, replicas: Replicas) -> dict[str, Any]:
     from benchmark.models import build_model
     from benchmark.step import TrainStep, evaluate, state_is_finite
 
@@ -151,16 +158,17 @@ def _train(trial: Trial, session: TrialSession, device: torch.device, data: Cifa
     recipe = trial.recipe
 
     try:
-        train_loader, eval_loader, data_fields = build_trial_loaders(trial, device, beton_dir, data)
+        train_loader, eval_loader, data_fields = build_trial_loaders(trial, device, beton_dir, data, replicas.shard)
     except DataError as exc:
         raise DataError(f"node {session.node}: {exc}") from None
-    model = build_model(trial.model, **trial.model_options()).to(device)
+    model = replicas.prepare(build_model(trial.model, **trial.model_options())).to(device)
     # Section 3.4/4.2: SGD, momentum 0.9, weight decay 1e-4 on all weights, as the paper states it
     # (the relatives' recipes: Nesterov's momentum, see benchmark.recipes).
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
     schedule = LRSchedule.for_depth(recipe, trial.depth)
-    trainer = TrainStep(model, optimizer, device, precision=trial.precision, channels_last=trial.channels_last, compile=trial.compile)
+    trainer = TrainStep(model, optimizer, device, precision=trial.precision, channels_last=trial.channels_last,
+                        compile=trial.compile, wrap=replicas.wrap)
 
     restored = session.restore()
     state = _restore_state(restored.payload, trainer, schedule)
@@ -203,21 +211,26 @@ def _train(trial: Trial, session: TrialSession, device: torch.device, data: Cifa
             if step - first_step == CUDA_GRAPH_CHECK_STEPS or evaluating:
                 trainer.verify_cuda_graphs()  # once; before any evaluation reads BN's statistics
             if schedule.warming_up and step % recipe.warmup_check_every == 0:
-                recent = trainer.pop_metrics()
+                recent = replicas.reduce_train(trainer.pop_metrics(), device)
                 window.add(recent)
                 schedule.observe_train_error(step, 100 * recent["train_error"])
+                replicas.sync_schedule(schedule)
             if evaluating:
-                window.add(trainer.pop_metrics())
+                window.add(replicas.reduce_train(trainer.pop_metrics(), device))
                 train = window.take()
                 train_seconds = time.perf_counter() - interval_start
                 nonfinite_total += train["nonfinite_steps"]
-                diverged = judge_divergence(state_is_finite(model), train["nonfinite_steps"], train["steps"])
+                replicas.sync_buffers(model)  # rank 0's BN statistics are the ones evaluated and saved
+                finite = replicas.agree(state_is_finite(model), device)
+                diverged = judge_divergence(finite, train["nonfinite_steps"], train["steps"])
                 evaluation = (
                     {"loss": math.nan, "top1_error": math.nan, "top5_error": math.nan}
                     if diverged
-                    else evaluate(model, eval_loader.epoch(0), device, precision=trial.precision, channels_last=trial.channels_last)
+                    else replicas.reduce_eval(evaluate(model, eval_loader.epoch(0), device, precision=trial.precision,
+                                                       channels_last=trial.channels_last), device)
                 )
                 schedule.observe_eval_error(100 * evaluation["top1_error"])
+                replicas.sync_schedule(schedule)
                 done = diverged or step >= recipe.max_steps
                 last_row = {
                     **base,
@@ -231,7 +244,8 @@ def _train(trial: Trial, session: TrialSession, device: torch.device, data: Cifa
                     "eval_loss": evaluation["loss"],
                     "eval_error": 100 * evaluation["top1_error"],
                     "eval_top5_error": 100 * evaluation["top5_error"],
-                    "images_per_s": interval_samples / max(train_seconds, 1e-9),
+                    # the whole trial's rate: every rank trains as many images per step
+                    "images_per_s": interval_samples * replicas.world_size / max(train_seconds, 1e-9),
                     "wall_s": wall_before + time.perf_counter() - started,
                     "peak_memory_mb": peak_memory_mb(device),
                     "cuda_graphs": trainer.cuda_graphs,

@@ -28,12 +28,20 @@ class DeviceLoader(EpochLoader):
     ``epoch(index)`` is deterministic for (seed, index); iterating the loader itself runs the
     next epoch (0, 1, 2, ...). Training loaders drop the last partial batch (every step a full
     batch of 128, as in the paper); evaluation loaders keep it.
+
+    ``shard=(rank, ranks)``: a data-parallel rank's share of every batch, ``batch_size / ranks``
+    consecutive images of the same global batch a single process would draw (same order, same crops
+    and flips), so the ranks together take exactly the single-process step.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, mean: np.ndarray, batch_size: int,
                  device: torch.device | str = "cpu", seed: int = 0, augment: bool = False,
-                 shuffle: bool = False, drop_last: bool = False) -> None:
+                 shuffle: bool = False, drop_last: bool = False, shard: tuple[int, int] = (0, 1)) -> None:
+        rank, ranks = shard
+        if not 0 <= rank < ranks or batch_size % ranks:
+            raise ValueError(f"shard {shard}: expected 0 <= rank < ranks, and ranks dividing the batch of {batch_size}")
         self.device = torch.device(device)
+        self.shard = shard
         self.batch_size = batch_size
         self.seed = seed
         self.augment = augment
@@ -65,8 +73,11 @@ class DeviceLoader(EpochLoader):
             dy, dx, flip = (t.to(self.device) for t in preprocess.crop_flip_params(self.num_examples, self.seed, index))
             first_row = order * self._rows_per_image + dy                                 # (N,)
             columns = dx[:, None] + torch.where(flip[:, None], self._columns_flipped, self._columns)  # (N, 32)
+        rank, ranks = self.shard
+        share = self.batch_size // ranks
         for b in range(len(self)):
-            window = slice(b * self.batch_size, (b + 1) * self.batch_size)
+            start = b * self.batch_size + rank * share
+            window = slice(start, min(start + share, self.num_examples))
             chosen = order[window]
             if self.augment:
                 rows = self._rows.index_select(0, (first_row[window, None, None] + self._row_pattern).view(-1))

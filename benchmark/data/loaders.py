@@ -26,7 +26,7 @@ LOADERS = ("device", "ffcv", "torch")
 def build_loaders(data: CifarData, loader: str = "device", batch_size: int = 128,
                   device: torch.device | str = "cpu", seed: int = 0, augment: bool = True,
                   eval_batch_size: int = 1000, num_workers: int = 2, beton_dir: str | Path | None = None,
-                  shuffle: bool = True) -> tuple[EpochLoader, EpochLoader]:
+                  shuffle: bool = True, shard: tuple[int, int] = (0, 1)) -> tuple[EpochLoader, EpochLoader]:
     """(train_loader, eval_loader) for ``data``.
 
     The training loader shuffles (``shuffle``), augments (``augment``: pad 4, random 32x32 crop,
@@ -35,6 +35,11 @@ def build_loaders(data: CifarData, loader: str = "device", batch_size: int = 128
     mean image is the training split's. ``num_workers`` is the DataLoader's worker processes
     ("torch") or FFCV's threads ("ffcv"); the device loader uses none. ``beton_dir`` is where the
     "ffcv" loader writes/reuses its .beton files (default ``~/.cache/resnet-benchmark/beton``).
+
+    ``shard=(rank, ranks)`` (the "device" loader): a data-parallel rank's loaders. Training yields
+    the rank's ``batch_size / ranks`` images of each global batch of ``batch_size``; evaluation
+    covers the rank's contiguous share of the evaluation images, so the ranks together see every
+    image exactly once (no padding, no duplicates) and their sums add up to one process's.
     """
     if loader not in LOADERS:
         raise DataError(f"unknown loader {loader!r}; expected one of {list(LOADERS)}")
@@ -42,14 +47,20 @@ def build_loaders(data: CifarData, loader: str = "device", batch_size: int = 128
         raise DataError(f"batch sizes must be positive, got {batch_size} and {eval_batch_size}")
     if batch_size > len(data.x_train):
         raise DataError(f"batch_size {batch_size} exceeds the {len(data.x_train)} training images")
+    rank, ranks = shard
+    if ranks > 1 and loader != "device":
+        raise DataError(f"loader {loader!r}: data-parallel CIFAR-10 ranks shard the 'device' loader; use loader: device")
+    if ranks > 1 and len(data.y_eval) < ranks:
+        raise DataError(f"{len(data.y_eval)} evaluation images cannot give each of {ranks} ranks a share")
     mean = preprocess.mean_image(data.x_train)
     train_options = dict(batch_size=batch_size, device=device, seed=seed, augment=augment,
                          shuffle=shuffle, drop_last=True)
     eval_options = dict(batch_size=eval_batch_size, device=device, seed=seed, augment=False,
                         shuffle=False, drop_last=False)
     if loader == "device":
-        return (DeviceLoader(data.x_train, data.y_train, mean, **train_options),
-                DeviceLoader(data.x_eval, data.y_eval, mean, **eval_options))
+        first, last = len(data.y_eval) * rank // ranks, len(data.y_eval) * (rank + 1) // ranks
+        return (DeviceLoader(data.x_train, data.y_train, mean, shard=shard, **train_options),
+                DeviceLoader(data.x_eval[first:last], data.y_eval[first:last], mean, **eval_options))
     if loader == "torch":
         return (cifar_torch_loader(data.x_train, data.y_train, mean, num_workers=num_workers, **train_options),
                 cifar_torch_loader(data.x_eval, data.y_eval, mean, num_workers=num_workers, **eval_options))

@@ -79,23 +79,42 @@ def cifar_transform(mean: np.ndarray, augment: bool) -> transforms.Compose:
 
 class TorchLoader(EpochLoader):
     """Same interface as :class:`DeviceLoader`: ``len``, ``epoch(index)``, ``iter``, ``num_examples``,
-    over any map-style dataset of (image tensor, label) (CIFAR arrays or ImageNet folders)."""
+    over any map-style dataset of (image tensor, label) (CIFAR arrays or ImageNet folders).
+
+    ``shard=(rank, ranks)``, a data-parallel rank's share: training (``drop_last``) yields the rank's
+    ``batch_size / ranks`` images of each global batch of the single-process order; evaluation the
+    rank's contiguous share of the images (every image in exactly one share). Only the rank's own
+    images are decoded.
+    """
 
     def __init__(self, dataset: Dataset, batch_size: int, device: torch.device | str = "cpu",
-                 seed: int = 0, shuffle: bool = False, drop_last: bool = False, num_workers: int = 2) -> None:
+                 seed: int = 0, shuffle: bool = False, drop_last: bool = False, num_workers: int = 2,
+                 shard: tuple[int, int] = (0, 1)) -> None:
+        rank, ranks = shard
+        if not 0 <= rank < ranks or (drop_last and batch_size % ranks):
+            raise ValueError(f"shard {shard}: expected 0 <= rank < ranks, and ranks dividing the batch of {batch_size}")
         self.device = torch.device(device)
+        self.shard = shard
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.num_workers = num_workers
-        self.num_examples = len(dataset)
         self.dataset = dataset
+        # Evaluation shards are contiguous ranges: this rank's images are all it counts.
+        self._first = 0 if drop_last else len(dataset) * rank // ranks
+        self.num_examples = len(dataset) if drop_last else len(dataset) * (rank + 1) // ranks - self._first
 
     def epoch(self, index: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = preprocess.epoch_order(self.num_examples, self.seed, index, self.shuffle).tolist()
+        order = preprocess.epoch_order(self.num_examples, self.seed, index, self.shuffle) + self._first
+        rank, ranks = self.shard
+        batch_size = self.batch_size
+        if ranks > 1 and self.drop_last:  # each global batch's slice for this rank
+            batch_size //= ranks
+            batches = order[:len(self) * self.batch_size].view(len(self), ranks, batch_size)
+            order = batches[:, rank].flatten()
         augment_seed = preprocess.stream_seed(self.seed, index, 1)
-        loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=FixedOrderSampler(order),
+        loader = DataLoader(self.dataset, batch_size=batch_size, sampler=FixedOrderSampler(order.tolist()),
                             drop_last=self.drop_last, num_workers=self.num_workers,
                             pin_memory=self.device.type == "cuda",
                             generator=torch.Generator().manual_seed(augment_seed))

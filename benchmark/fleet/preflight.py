@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from benchmark.errors import SuiteError
-from benchmark.fleet.ray_cluster import ClusterError, Node
+from benchmark.fleet.ray_cluster import DRIVER_RESOURCE, ClusterError, Node
 from benchmark.results import ResultsWriter
 from benchmark.spec import Resources, Suite, Trial
 
@@ -45,11 +45,14 @@ def fits(request: dict[str, float], node: Node) -> int:
 
 
 def check_placement(resources: Resources, nodes: list[Node], where: str) -> int:
-    """Refuse a trial that fits no single node; returns how many trials fit at once in all."""
+    """Refuse a trial that fits no single node (a data-parallel one: whose workers the cluster
+    cannot place); returns how many trials fit at once in all."""
     request = trial_request(resources)
+    per = " per worker" if resources.workers > 1 else ""
     if resources.gpu > 1:
-        raise SuiteError(f"resources.gpu: {resources.gpu:g} GPUs per trial, but a trial is one process on one device; "
-                         "use gpu <= 1 (fractions share a GPU)")
+        raise SuiteError(f"resources.gpu: {resources.gpu:g} GPUs{per or ' per trial'}, but a {'worker' if per else 'trial'} "
+                         "is one process on one device; use gpu <= 1 (fractions share a GPU)"
+                         + ("" if per else ", or resources.workers for data-parallel ranks"))
     at_once = sum(fits(request, node) for node in nodes)
     if at_once == 0:
         largest = {name: max((n.resources.get(name, 0.0) for n in nodes), default=0.0) for name in request}
@@ -57,8 +60,41 @@ def check_placement(resources: Resources, nodes: list[Node], where: str) -> int:
                  if amount > largest[name]]
         what = ", ".join(short) or ", ".join(f"{k} {v:g}" for k, v in request.items() if v)
         hint = "; use --set resources.gpu=0 to train on the CPU" if resources.gpu > 0 else ""
-        raise ClusterError(f"resources: a trial asks for {what}, and no node of {where} has that much{hint}")
-    return at_once
+        raise ClusterError(f"resources: a {'worker' if per else 'trial'} asks for {what}, and no node of {where} has that much{hint}")
+    if resources.workers == 1:
+        return at_once
+    return _data_parallel_at_once(resources, request, nodes, where)
+
+
+# A data-parallel trial's Tune trial only drives its workers (benchmark/fleet/ray_ddp.py). It asks
+# for one unit of DRIVER_RESOURCE where nodes offer it (the private instance and clusters started
+# with `--resources '{"benchmark_driver": 100}'`), else for DRIVER_CPU: never a whole CPU, so the
+# workers' CPUs stay free (Ray's guidance for a Train driver inside Tune).
+DRIVER_CPU = 0.01
+
+
+def driver_request(nodes: list[Node]) -> dict[str, float]:
+    if any(node.resources.get(DRIVER_RESOURCE, 0.0) >= 1 for node in nodes):
+        return {DRIVER_RESOURCE: 1.0}
+    return {"CPU": DRIVER_CPU}
+
+
+def _data_parallel_at_once(resources: Resources, request: dict[str, float], nodes: list[Node], where: str) -> int:
+    """How many data-parallel trials (a driver and `workers` workers each) the cluster holds at
+    once; a ClusterError if not one. Drivers on CPU are counted against every node (Ray may put
+    them all on one), so the count never promises more than Ray can place."""
+    driver = driver_request(nodes)
+    slots = sum(fits(request, node) for node in nodes)
+    for k in range(slots // resources.workers, 0, -1):
+        reserve = k * driver.get("CPU", 0.0)
+        left = [Node(n.node_id, {**n.resources, "CPU": n.resources.get("CPU", 0.0) - reserve}) for n in nodes]
+        if sum(fits(request, node) for node in left) >= k * resources.workers and sum(fits(driver, n) for n in nodes) >= k:
+            return k
+    worker = ", ".join(f"{name} {amount:g}" for name, amount in request.items() if amount)
+    driver_note = (f", besides its driver's {DRIVER_CPU:g} CPU (declare a {DRIVER_RESOURCE!r} resource on the nodes "
+                   "to keep drivers off the CPUs)") if "CPU" in driver else ""
+    raise ClusterError(f"resources.workers: a trial asks for {resources.workers} workers of {worker}, but {where} "
+                       f"can place {slots} such worker(s) at once{driver_note}")
 
 
 def check_resumable(writer: ResultsWriter, trials: list[Trial], run_fields: dict[str, Any], allow_changes: bool) -> str:

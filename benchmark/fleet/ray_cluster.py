@@ -56,6 +56,11 @@ def runtime_env(code_dir: Path) -> dict[str, Any]:
     return {"working_dir": str(code_dir), "excludes": ["__pycache__", "*.pyc"]}
 
 
+# A custom resource every node of the private instance offers plenty of: data-parallel trials'
+# drivers ask for it instead of CPU (benchmark/fleet/preflight.py, driver_request).
+DRIVER_RESOURCE = "benchmark_driver"
+
+
 @dataclass(frozen=True)
 class Node:
     node_id: str
@@ -121,7 +126,9 @@ def connect(address: str | None = None, num_cpus: float | None = None, num_gpus:
             ray.init(address=address, runtime_env=runtime_env(Path(code_dir.name)), logging_level="WARNING",
                      log_to_driver=False)
         else:
-            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+            # DRIVER_RESOURCE: data-parallel trials' drivers take it, not the workers' CPUs (preflight.py)
+            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, resources={DRIVER_RESOURCE: 1000},
+                     include_dashboard=False,
                      runtime_env=runtime_env(Path(code_dir.name)), logging_level="WARNING", log_to_driver=False,
                      configure_logging=True)
     except BaseException:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,11 @@ CHECKPOINTS_KEPT = 2  # per trial: the last, and one before it in case the last 
 
 
 class RayExecutor:
-    def __init__(self, storage: Storage, max_concurrent: int, trainable: Callable[..., None] | None = None) -> None:
+    def __init__(self, storage: Storage, max_concurrent: int, trainable: Callable[..., None] | None = None,
+                 driver: dict[str, float] | None = None) -> None:
         self.storage = storage
         self.max_concurrent = max_concurrent
+        self.driver = driver or {"CPU": 0.01}  # a data-parallel trial's own request (preflight.driver_request)
         self.trainable = trainable  # a seam for tests of placement; default: the trial itself
 
     def checkpoint_of(self, trial_id: str, run: dict[str, str]) -> str | None:
@@ -44,7 +47,9 @@ class RayExecutor:
         from benchmark.fleet.ray_trial import ray_trainable
 
         resources = trials[0].resources  # one suite, one resource request per trial
-        request = {k.lower() if k in ("CPU", "GPU") else k: v for k, v in trial_request(resources).items()}
+        # A data-parallel trial's Tune trial is only the driver of its workers, which Ray Train places.
+        request = {k.lower() if k in ("CPU", "GPU") else k: v
+                   for k, v in (self.driver if resources.workers > 1 else trial_request(resources)).items()}
         trainable = tune.with_resources(
             tune.with_parameters(self.trainable or ray_trainable, dataset=plan.data.arrays, filesystem=self.storage.filesystem),
             request,
@@ -56,6 +61,7 @@ class RayExecutor:
             "trial": tune.grid_search([plan.dispatched(trial).model_dump(mode="json") for trial in ordered]),
             "resume": {trial_id: self.storage.join(location) for trial_id, location in plan.resume.items()},
             "package_hash": plan.package_hash,
+            "storage_path": self.storage.path,
         }
         callback = _callback_class()(recorder, self.storage)
         tuner = tune.Tuner(
@@ -129,6 +135,10 @@ def _callback_class() -> type:
                 self._guarded(lambda: self.recorder.heartbeat(trial_id_of(trial), result))
                 return
             self._guarded(lambda: self.recorder.result(trial_id_of(trial), result))
+            # A data-parallel trial's checkpoint is persisted by Ray Train, which tells Tune where
+            # (TuneReportCallback's `checkpoint_path`); Tune's on_checkpoint does not see it.
+            if result.get(CHECKPOINT_PATH):
+                self.on_checkpoint(iteration, trials, trial, _Persisted(result[CHECKPOINT_PATH]))
 
         def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
             location = self.storage.relative(checkpoint.path)
@@ -139,6 +149,14 @@ def _callback_class() -> type:
             self._guarded(lambda: self.recorder.failed(trial_id_of(trial), _error_text(trial)))
 
     return _Recorder
+
+
+CHECKPOINT_PATH = "checkpoint_path"  # ray.tune.integration.ray_train.CHECKPOINT_PATH_KEY
+
+
+@dataclass(frozen=True)
+class _Persisted:
+    path: str  # a checkpoint's location in the run's storage
 
 
 def trial_id_of(tune_trial: Any) -> str:

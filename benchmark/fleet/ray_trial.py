@@ -18,8 +18,9 @@ from benchmark.checkpoint import CheckpointError, read_payload, write_payload
 from benchmark.errors import BenchmarkError
 from benchmark.session import Restored
 
-HEARTBEAT = "heartbeat"  # marks a heartbeat among the trial's Tune reports
 from benchmark.spec import Trial
+
+HEARTBEAT = "heartbeat"  # marks a heartbeat among the trial's Tune reports
 
 
 def node_name() -> str:
@@ -83,5 +84,10 @@ def ray_trainable(config: dict[str, Any], dataset: Any = None, filesystem: Any =
     if shipped != config["package_hash"]:  # py_modules should make this impossible; say so if it happens
         raise BenchmarkError(f"node {session.node}: runs benchmark code {shipped}, but the driver's is "
                              f"{config['package_hash']}; the job's runtime_env did not reach this node")
+    if trial.resources.workers > 1:  # data-parallel: a Ray Train TorchTrainer driven from this trial
+        from benchmark.fleet.ray_ddp import run_data_parallel
+
+        run_data_parallel(trial, session.resume_path, dataset, filesystem, config["storage_path"])
+        return
     train_trial(trial, session, data=dataset, threads=max(1, int(trial.resources.cpu)),
                 beton_dir=default_cache_dir() / "beton")  # betons are named by the data's hash: a node-local cache

@@ -23,7 +23,7 @@ from benchmark.fleet.dataset import SuiteData, resolve_data
 from benchmark.fleet.executor import Executor, FleetPlan
 from benchmark.fleet.local import LocalExecutor
 from benchmark.fleet.lock import FolderLock
-from benchmark.fleet.preflight import check_loader, check_placement, check_precision, check_resumable
+from benchmark.fleet.preflight import check_loader, check_placement, check_precision, check_resumable, driver_request
 from benchmark.fleet.progress import FleetView
 from benchmark.fleet.recorder import FleetRecorder, print_line
 from benchmark.fleet.storage import open_storage
@@ -91,10 +91,11 @@ def _ray_executor(cleanup: ExitStack, suite: Suite, folder: Path, address: str |
     connection = connect(address)
     cleanup.callback(connection.close)
     code = code or code_version(shipped=connection.package)  # the copy of the package the trials run
-    at_once = check_placement(suite.resources, connection.nodes(), connection.where)
+    nodes = connection.nodes()
+    at_once = check_placement(suite.resources, nodes, connection.where)
     store = open_storage(storage or str((folder / "_state" / "ray").resolve()))
     store.probe()
-    return RayExecutor(store, max_concurrent=at_once, trainable=trainable), code, store.uri
+    return RayExecutor(store, max_concurrent=at_once, trainable=trainable, driver=driver_request(nodes)), code, store.uri
 
 
 def _run_in_folder(suite: Suite, folder: Path, runner: Executor, data: SuiteData, code: CodeVersion,
@@ -129,6 +130,9 @@ def _run_in_folder(suite: Suite, folder: Path, runner: Executor, data: SuiteData
 def _check_local_gpus(suite: Suite) -> None:
     import torch
 
+    if suite.resources.workers > 1:
+        raise SuiteError(f"resources.workers: {suite.resources.workers} data-parallel workers run under Ray Train; "
+                         "use the Ray executor (the default), or --set resources.workers=1 with --executor local")
     if suite.resources.gpu > 0 and torch.cuda.device_count() == 0:
         raise SuiteError(f"resources.gpu: the suite asks for {suite.resources.gpu:g} GPU per trial but this "
                          "machine has none; use --set resources.gpu=0 to train on the CPU")

@@ -1,0 +1,125 @@
+"""A data-parallel trial (`resources.workers > 1`): a Ray Train `TorchTrainer` inside the Tune trial.
+
+Ray's Train-Tune pattern (Train V2): the Tune trial function is a small driver that builds and fits
+a `TorchTrainer`; the trainer starts `workers` processes, each with `resources.cpu/gpu/custom`, sets
+up torch.distributed (NCCL on GPUs, gloo on CPUs) and runs `train_trial` in each with its rank
+(benchmark/data_parallel.py). The driver holds no whole CPU (`preflight.driver_request`), so a
+two-worker CPU trial fits a two-core machine.
+
+Reports and checkpoints: every rank calls `ray.train.report` at every evaluation (it is a barrier);
+rank 0 alone attaches the checkpoint. `TuneReportCallback` forwards rank 0's row to Tune, with the
+checkpoint's location in `checkpoint_path` (the driver records it: benchmark/fleet/ray_executor.py).
+A worker that dies (its node, its process) makes Train restart the worker group from the last
+checkpoint (`FailureConfig`); if the Tune trial itself is retried, the trainer of the same name
+finds its checkpoints in the same storage; a new run of the suite resumes from the location the
+results folder recorded. Every rank restores the same checkpoint.
+
+Heartbeats (the live view's steps between evaluations) are not sent from data-parallel trials:
+Train requires every rank to report equally often, and a heartbeat is one rank's clock.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmark.checkpoint import CheckpointError, read_payload, write_payload
+from benchmark.fleet.ray_trial import node_name
+from benchmark.session import Restored
+from benchmark.spec import Trial
+
+MAX_WORKER_FAILURES = 2  # restarts of the worker group per Tune attempt, each from the last checkpoint
+
+
+class TrainWorkerSession:
+    """`TrialSession` of one rank: every rank reports, rank 0 attaches the checkpoint."""
+
+    def __init__(self, rank: int, resume_path: str | None, filesystem: Any) -> None:
+        self.rank = rank
+        self.node = node_name()
+        self.resume_path = resume_path
+        self.filesystem = filesystem
+
+    def restore(self) -> Restored:
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()  # this trainer's latest (a restarted worker group)
+        if checkpoint is None and self.resume_path:  # the last run's, recorded in the results folder
+            checkpoint = ray.train.Checkpoint(self.resume_path, filesystem=self.filesystem)
+        if checkpoint is None:
+            return Restored(None)
+        try:
+            with checkpoint.as_directory() as directory:
+                return Restored(read_payload(Path(directory), where=checkpoint.path))
+        except CheckpointError as exc:  # every rank fails alike and starts clean; rank 0 says so
+            return Restored(None, f"{exc}; the trial restarts from step 0" if self.rank == 0 else "")
+
+    def report(self, row: dict[str, Any], payload: dict[str, Any] | None = None) -> None:
+        import ray.train
+
+        if payload is None or self.rank != 0:
+            ray.train.report(row)
+            return
+        with tempfile.TemporaryDirectory(prefix="trial-checkpoint-") as directory:
+            write_payload(Path(directory), payload)
+            ray.train.report(row, checkpoint=ray.train.Checkpoint.from_directory(directory))
+
+    def heartbeat(self, row: dict[str, Any]) -> None:
+        pass  # see the module's docstring
+
+
+def worker_loop(config: dict[str, Any]) -> None:
+    """One rank of the trial (Ray Train's `train_loop_per_worker`)."""
+    import ray
+    import ray.train
+
+    from benchmark.data.jpeg_npz import default_cache_dir
+    from benchmark.data_parallel import Replicas
+    from benchmark.train import train_trial
+
+    trial = Trial.model_validate(config["trial"])
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    dataset = ray.get(config["dataset"]) if config["dataset"] is not None else None
+    session = TrainWorkerSession(rank, config["resume_path"], config["filesystem"])
+    train_trial(trial, session, data=dataset, threads=max(1, int(trial.resources.cpu)),
+                beton_dir=default_cache_dir() / "beton",
+                replicas=Replicas(rank=rank, world_size=world_size, sync_bn=trial.sync_bn))
+
+
+def run_data_parallel(trial: Trial, resume_path: str | None, dataset: Any, filesystem: Any, storage_path: str) -> None:
+    """Fit the trial's TorchTrainer from inside its Tune trial (the Tune session is this process's)."""
+    import ray
+    import ray.train
+    from ray import tune
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    resources = trial.resources
+    per_worker = {"CPU": resources.cpu, **({"GPU": resources.gpu} if resources.gpu else {}), **resources.custom}
+    experiment = tune.get_context().get_experiment_name()
+    trainer = TorchTrainer(
+        worker_loop,
+        train_loop_config={
+            "trial": trial.model_dump(mode="json"),
+            "resume_path": resume_path,
+            "filesystem": filesystem,
+            # CIFAR-10's arrays: one copy in the object store, read by every rank on its node
+            "dataset": ray.put(dataset) if dataset is not None else None,
+        },
+        torch_config=TorchConfig(backend="nccl" if resources.gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(num_workers=resources.workers, use_gpu=resources.gpu > 0,
+                                               resources_per_worker=per_worker),
+        run_config=ray.train.RunConfig(
+            # Unique per Tune run and trial: a retry of this Tune trial reuses the name, and Train
+            # restores its checkpoint manager (and so `get_checkpoint()`) from the same storage.
+            name=f"{experiment}-{trial.trial_id}-ddp",
+            storage_path=storage_path,
+            storage_filesystem=filesystem,
+            failure_config=ray.train.FailureConfig(max_failures=MAX_WORKER_FAILURES),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            callbacks=[TuneReportCallback()],
+        ),
+    )
+    trainer.fit()  # raises when the workers failed more often than FailureConfig allows: Tune retries the trial

@@ -1,0 +1,72 @@
+"""Data-parallel trials (two gloo workers under Ray Train) on a genuine two-node Ray cluster on this
+machine: CIFAR-10 through the device loader, resumed after a worker's node dies, and ImageNet
+through FFCV on a tiny generated tree."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fleet_support import check_complete, read_tables, rows_of, run_command, start_driver, tiny_suite, wait_for
+
+from benchmark.__main__ import main
+from benchmark.fleet.ray_cluster import DRIVER_RESOURCE
+
+
+@pytest.fixture
+def cluster():
+    """A head that runs only trials' drivers (the driver resource, no CPU) and two one-CPU nodes."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
+                                                            "resources": {DRIVER_RESOURCE: 100}})
+    nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    yield cluster, nodes
+    cluster.shutdown()
+
+
+def test_a_two_worker_trial_resumes_after_a_worker_node_dies(tmp_path: Path, cluster) -> None:
+    cluster, nodes = cluster
+    suite = tiny_suite(tmp_path, models="resnet20", steps=40, every=5, resources="{workers: 2, cpu: 1}")
+    results = tmp_path / "results"
+    driver = start_driver(run_command(suite, results, "--ray-address", cluster.address))
+    try:
+        wait_for(lambda: rows_of(results / "tiny", "resnet20-A-s0") >= 2, driver)
+        checkpointed = rows_of(results / "tiny", "resnet20-A-s0") * 5
+        cluster.remove_node(nodes[0], allow_graceful=False)  # one rank's node dies mid-trial
+        cluster.add_node(num_cpus=1)  # and a replacement joins (as an autoscaler would bring one)
+        output, _ = driver.communicate(timeout=900)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.returncode == 0, output
+    runs, metrics = read_tables(results / "tiny")
+    check_complete(runs, metrics, steps=40, every=5)  # no row lost, none twice
+    # the worker group restarted from the last stored checkpoint, not from step 0
+    assert runs["start_step"].iloc[0] >= checkpointed - 5 > 0
+    assert runs["checkpoint"].iloc[0].startswith("run-") and "-ddp/" in runs["checkpoint"].iloc[0]
+
+
+@pytest.mark.ffcv
+def test_a_two_worker_imagenet_trial_through_ffcv(tmp_path: Path, cluster) -> None:
+    pytest.importorskip("ffcv")
+    from tests.test_fleet_imagenet import FFCV_SUITE, _tiny_tree
+
+    cluster, _ = cluster
+    root = _tiny_tree(tmp_path / "imagenet")
+    assert main(["data", "write-beton", "--dataset", "imagenet", "--root", str(root), "--workers", "1"]) == 0
+    suite = tmp_path / "imagenet_ffcv.yaml"
+    suite.write_text(FFCV_SUITE.format(root=root).replace("max_steps: 2}", "max_steps: 4}")
+                     + "resources: {workers: 2, cpu: 1}\n")
+    assert main(["run", str(suite), "--ray-address", cluster.address, "--results", str(tmp_path / "results"),
+                 "--no-report"]) == 0
+    runs = pd.read_csv(tmp_path / "results" / "imagenet_ffcv" / "runs.csv")
+    metrics = pd.read_csv(tmp_path / "results" / "imagenet_ffcv" / "metrics.csv")
+    assert list(runs["status"]) == ["completed"] and runs["loader"].iloc[0] == "ffcv"
+    assert list(metrics["step"]) == [2, 4] and metrics["eval_top5_error"].between(0, 100).all()
