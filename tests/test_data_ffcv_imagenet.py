@@ -19,7 +19,7 @@ from torchvision.transforms import functional as TF
 from benchmark.data import imagenet, preprocess
 from benchmark.data.beton import import_ffcv
 from benchmark.errors import DataError
-from tests.imagenet_tree import photo_like, write_tree
+from benchmark.data.sample_imagenet import photo_like, write_tree
 
 try:
     import_ffcv()

@@ -36,6 +36,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     beton.add_argument("--workers", type=int, default=None, help="writer processes (default: all cores)")
     beton.set_defaults(func=run_write_beton)
 
+    sample = commands.add_parser("sample-imagenet", help="write a small generated ImageNet-shaped folder (train/ and "
+                                 "val/ of photo-like JPEGs) to try the ImageNet path on any machine")
+    sample.add_argument("--root", type=Path, required=True, help="the folder to create (must not exist)")
+    sample.add_argument("--classes", type=int, default=4)
+    sample.add_argument("--train-per-class", type=int, default=16)
+    sample.add_argument("--val", type=int, default=16, help="validation images in all")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.set_defaults(func=run_sample_imagenet)
+
 
 class PrintHelp:
     """Print the ``data`` parser's help when no data sub-command is given."""
@@ -91,6 +100,25 @@ def run_write_beton(args: argparse.Namespace) -> int:
     print(f"source: {data.source} ({data.location}), split {data.split}, fields {fields}")
     print(f"train: {train}")
     print(f"{data.eval_split}: {evaluation}")
+    return 0
+
+
+def run_sample_imagenet(args: argparse.Namespace) -> int:
+    from benchmark.data.sample_imagenet import write_sample
+
+    if args.root.exists():
+        raise DataError(f"sample-imagenet: {args.root} exists; give a new folder")
+    if min(args.classes, args.train_per_class, args.val) < 1:
+        raise DataError("sample-imagenet: --classes, --train-per-class and --val must be at least 1")
+    try:
+        files, size = write_sample(args.root, args.classes, args.train_per_class, args.val, args.seed)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(args.root, ignore_errors=True)  # nothing half-written is left behind
+        raise
+    print(f"{args.root}: {files} JPEGs ({size / 1e6:.1f} MB), {args.classes} classes; next: python -m benchmark "
+          f"data write-beton --dataset imagenet --root {args.root}")
     return 0
 
 

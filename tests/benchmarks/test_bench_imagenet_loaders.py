@@ -35,7 +35,7 @@ import pytest
 import torch
 
 from benchmark.data.imagenet import build_imagenet_loaders
-from tests.imagenet_tree import write_tree
+from benchmark.data.sample_imagenet import write_tree
 
 IMAGES = 2_560  # 10 batches of 256
 BATCH = 256

@@ -1,6 +1,8 @@
-"""Generated ImageNet-shaped ImageFolder trees for the tests and the loader benchmark: photo-like
-JPEGs (a smooth random colour field, detail and grain), so that resampling filters agree to within
-a few grey levels as they do on photographs (pure noise would exaggerate their differences)."""
+"""Generated ImageNet-shaped ImageFolder trees: photo-like JPEGs (a smooth random colour field,
+detail and grain), so that resampling filters agree to within a few grey levels as they do on
+photographs (pure noise would exaggerate their differences). `python -m benchmark data
+sample-imagenet` writes one to try the ImageNet path (torch, FFCV, data-parallel) on any machine;
+the tests and the loader benchmark use the same generator."""
 
 from __future__ import annotations
 
@@ -41,3 +43,17 @@ def write_tree(root: Path, classes: tuple[str, ...], train_sizes: list[tuple[int
         return [write_photo(job) for job in jobs]
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         return pool.map(write_photo, jobs, chunksize=16)
+
+
+# Typical ImageNet photo sizes (width, height): most are about 500x375 in either orientation.
+TYPICAL_SIZES = ((500, 375), (375, 500), (500, 333), (500, 400), (640, 480), (400, 300))
+
+
+def write_sample(root: Path, classes: int = 4, train_per_class: int = 16, val: int = 16, seed: int = 0,
+                 workers: int = 1) -> tuple[int, int]:
+    """A small ImageNet-shaped tree at ``root`` (class folders named like WordNet ids); returns
+    (files, bytes)."""
+    names = tuple(f"n{10_000_000 + c:08d}" for c in range(classes))
+    sizes = [TYPICAL_SIZES[(seed + i) % len(TYPICAL_SIZES)] for i in range(train_per_class + val)]
+    written = write_tree(Path(root), names, sizes[:train_per_class], sizes[train_per_class:], seed=seed, workers=workers)
+    return len(written), sum(written)
