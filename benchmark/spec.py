@@ -193,6 +193,9 @@ class Suite(_Strict):
     @model_validator(mode="after")
     def _data_parallel(self) -> "Suite":
         workers = self.resources.workers
+        if self.sync_bn and (workers == 1 or self.resources.gpu == 0):
+            raise ValueError("sync_bn: synchronised BN is for data-parallel GPU ranks (resources.workers > 1 and gpu > 0; "
+                             "torch's SyncBatchNorm runs on GPUs only)")
         if workers == 1:
             return self
         if self.recipe.batch_size % workers:

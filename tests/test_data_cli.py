@@ -34,3 +34,15 @@ def test_write_beton(tmp_path, capsys):
     assert len(names) == 2 and all(n.endswith("-jpeg.beton") for n in names)
     assert any("-train-" in n for n in names) and any("-val-" in n for n in names)
     assert "train:" in capsys.readouterr().out
+
+
+def test_sample_imagenet_writes_a_loadable_tree_and_never_overwrites(tmp_path, capsys):
+    from benchmark.data.imagenet import load_imagenet
+
+    root = tmp_path / "sample"
+    assert main(["data", "sample-imagenet", "--root", str(root), "--classes", "2", "--train-per-class", "3", "--val", "2"]) == 0
+    assert "8 JPEGs" in capsys.readouterr().out  # 2 classes x 3 + 2
+    train, val = load_imagenet(root)
+    assert len(train.samples) == 6 and len(val.samples) == 2 and len(train.classes) == 2
+    assert main(["data", "sample-imagenet", "--root", str(root)]) == 2
+    assert f"{root} exists" in capsys.readouterr().err

@@ -165,9 +165,24 @@ def test_suites_that_cannot_split_their_batch_or_shard_their_loader_are_refused(
     path.write_text(SUITE.format(loader="torch", batch=128, workers=2))
     with pytest.raises(BenchmarkError, match="use loader: device"):
         load_suite(path)
+    path.write_text(SUITE.format(loader="device", batch=128, workers=2) + "sync_bn: true\n")
+    with pytest.raises(BenchmarkError, match="sync_bn: synchronised BN is for data-parallel GPU ranks"):
+        load_suite(path)
     path.write_text(SUITE.format(loader="device", batch=128, workers=2))
     suite = load_suite(path)
     assert suite.trials()[0].resources.workers == 2 and not suite.trials()[0].sync_bn
+    path.write_text(SUITE.format(loader="device", batch=128, workers=2).replace("cpu: 1", "gpu: 1") + "sync_bn: true\n")
+    assert load_suite(path).trials()[0].sync_bn
+
+
+def test_sync_bn_replaces_batch_norm_and_keeps_the_checkpoint_names() -> None:
+    from benchmark.models import build_model
+
+    plain = build_model("resnet20")
+    synced = Replicas(rank=0, world_size=2, sync_bn=True).prepare(build_model("resnet20"))
+    assert any(isinstance(m, nn.SyncBatchNorm) for m in synced.modules())
+    assert list(synced.state_dict()) == list(plain.state_dict())
+    assert Replicas(sync_bn=True).prepare(plain) is plain  # one rank: nothing to synchronise
 
 
 def test_the_local_executor_refuses_data_parallel_trials(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
