@@ -96,6 +96,22 @@ class Replicas:
         loss, top1, top5, n = sums.tolist()
         return {"loss": loss / n, "top1_error": top1 / n, "top5_error": top5 / n, "samples": int(n)}
 
+    def check_in_sync(self, model: nn.Module, step: int) -> None:
+        """Every rank must hold the same parameters (DDP's promise; a rank that silently diverged
+        would make rank 0's checkpoint and rows speak for a model the others do not train). One
+        all-reduce of two numbers per evaluation: the spread of each rank's parameter sum."""
+        if not self.distributed:
+            return
+        with torch.no_grad():
+            total = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum()
+        spread = torch.stack([total, -total])
+        torch.distributed.all_reduce(spread, op=torch.distributed.ReduceOp.MAX)
+        if float(spread[0] + spread[1]) != 0.0:
+            from benchmark.errors import BenchmarkError
+
+            raise BenchmarkError(f"data-parallel ranks out of step at step {step}: their parameters differ "
+                                 f"(sums from {-float(spread[1]):.9g} to {float(spread[0]):.9g})")
+
     def agree(self, flag: bool, device: torch.device) -> bool:
         """True on every rank only if `flag` is true on every rank."""
         if not self.distributed:

@@ -220,6 +220,7 @@ def _train(trial: Trial, session: TrialSession, device: torch.device, data: Cifa
                 train = window.take()
                 train_seconds = time.perf_counter() - interval_start
                 nonfinite_total += train["nonfinite_steps"]
+                replicas.check_in_sync(model, step)
                 replicas.sync_buffers(model)  # rank 0's BN statistics are the ones evaluated and saved
                 finite = replicas.agree(state_is_finite(model), device)
                 diverged = judge_divergence(finite, train["nonfinite_steps"], train["steps"])

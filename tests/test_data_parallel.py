@@ -117,7 +117,16 @@ def _rank_main(rank: int, port: int, out: str) -> None:
         schedule = LRSchedule.for_depth(load_suite(Path("suites/degradation.yaml")).recipe, 20)
         schedule.observe_eval_error(50.0 + rank)
         replicas.sync_schedule(schedule)
-        torch.save({"params": [p.detach().clone() for p in trainer.model.parameters()], "train": train,
+        replicas.check_in_sync(trainer.model, 3)  # in step: passes
+        params = [p.detach().clone() for p in trainer.model.parameters()]
+        with torch.no_grad():
+            next(trainer.model.parameters())[0].add_(rank)  # rank 1 drifts
+        try:
+            replicas.check_in_sync(trainer.model, 4)
+            drift = ""
+        except BenchmarkError as exc:
+            drift = str(exc)
+        torch.save({"drift": drift, "params": params, "train": train,
                     "evaluation": evaluation, "schedule": schedule.state_dict()}, f"{out}/rank{rank}.pt")
     finally:
         torch.distributed.destroy_process_group()
@@ -145,6 +154,7 @@ def test_a_data_parallel_step_equals_the_single_process_step(tmp_path: Path, mon
         assert rank["evaluation"]["top1_error"] == pytest.approx(evaluation["top1_error"])
         assert rank["evaluation"]["loss"] == pytest.approx(evaluation["loss"], rel=1e-5)
         assert rank["schedule"] == ranks[0]["schedule"]
+        assert rank["drift"].startswith("data-parallel ranks out of step at step 4")
 
 
 SUITE = """
@@ -209,3 +219,16 @@ def test_placement_counts_workers_and_keeps_drivers_off_the_workers_cpus() -> No
         check_placement(Resources(workers=3, cpu=1), [head, *two], "the cluster")
     with pytest.raises(BenchmarkError, match="gpu <= 1"):
         check_placement(Resources(workers=2, gpu=2), [head, *two], "the cluster")
+
+
+def test_more_workers_than_the_machine_can_place_is_refused_before_anything_starts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmark.__main__ import main
+
+    cores = len(os.sched_getaffinity(0))
+    path = tmp_path / "ddp.yaml"
+    path.write_text(SUITE.format(loader="device", batch=64, workers=2 * cores))
+    assert main(["run", str(path), "--results", str(tmp_path / "results"), "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert f"a trial asks for {2 * cores} workers of CPU 1, but the local Ray instance can place {cores} such worker(s) at once" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "results" / "ddp").exists()
