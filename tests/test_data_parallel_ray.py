@@ -70,3 +70,26 @@ def test_a_two_worker_imagenet_trial_through_ffcv(tmp_path: Path, cluster) -> No
     metrics = pd.read_csv(tmp_path / "results" / "imagenet_ffcv" / "metrics.csv")
     assert list(runs["status"]) == ["completed"] and runs["loader"].iloc[0] == "ffcv"
     assert list(metrics["step"]) == [2, 4] and metrics["eval_top5_error"].between(0, 100).all()
+
+
+def test_a_killed_run_s_data_parallel_trial_resumes_from_its_recorded_checkpoint(tmp_path: Path) -> None:
+    """The driver is SIGKILLed: the next `run` resumes the two-worker trial from the checkpoint
+    location the results folder recorded (rank 0 wrote it; both ranks restore it)."""
+    import subprocess
+
+    from fleet_support import REPO
+
+    suite = tiny_suite(tmp_path, models="resnet20", steps=30, every=5, resources="{workers: 2, cpu: 1}")
+    results = tmp_path / "results"
+    driver = start_driver(run_command(suite, results))
+    try:
+        wait_for(lambda: rows_of(results / "tiny", "resnet20-A-s0") >= 2, driver)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    recorded = pd.read_csv(results / "tiny" / "runs.csv")["checkpoint"].iloc[0]
+    rerun = subprocess.run(run_command(suite, results), cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    runs, metrics = read_tables(results / "tiny")
+    check_complete(runs, metrics, steps=30, every=5)
+    assert "-ddp/checkpoint" in recorded and runs["start_step"].iloc[0] >= 10  # not from step 0
