@@ -171,6 +171,19 @@ def test_without_cuda_it_says_so_and_lists_the_checks(tmp_path: Path, capsys: py
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("device", ["cuda:1", "cpu", "gpu", "cuda:x"])
+def test_a_device_that_is_not_a_gpu_here_is_one_line_and_writes_nothing(
+    device: str, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As on a machine with one GPU: only cuda and cuda:0 name it.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert main(["gpu-check", "--device", device, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --device {device!r}: expected cuda or cuda:N" + (" with N < 1\n" if device in ("cuda:1", "cpu") else "\n")
+    assert not any(tmp_path.iterdir())
+
+
 WITHOUT_PYDANTIC_OR_RAY = """
 import sys
 
