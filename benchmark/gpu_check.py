@@ -13,6 +13,9 @@ The checks, in the order they run (`CHECKS`):
   compiled (`benchmark.profile`): every configuration measured.
 - speedup: ResNet-56's training path against the eager DataLoader loop (`benchmark.speedup`,
   as tests/benchmarks/test_bench_step.py): >= `SPEEDUP_GOAL` x.
+- ddp: on a machine with 2 GPUs or more, ResNet-20 trained by 2 ranks through DDP over NCCL (a
+  data-parallel trial's path, `benchmark.data_parallel`): the ranks' parameters equal at the end.
+  Skipped, saying so, with fewer GPUs.
 
 Everything is synthetic (no dataset, no network). Each outcome is one row of
 `<out>/checks.csv` (append-only, with provenance); the profile and packing append their own
@@ -51,6 +54,9 @@ RESUME_TOLERANCE = {"train_loss": 1e-4, "eval_error": 0.01}
 PACKING_GOAL = 2.5   # 4 trials sharing a GPU against 1 alone (README, GPU)
 SPEEDUP_GOAL = 4.0   # ResNet-56 on a GPU (issue #6)
 DURATION_GOAL_S = 480
+# DDP: NCCL's all-reduce leaves every rank the same gradient bits, and each rank applies the same SGD
+# update to the same weights, so any difference between ranks is a fault, not rounding.
+DDP_TOLERANCE = 0.0
 
 COLUMNS = (
     "run_started_at", "check", "case", "metric", "value", "comparison", "bound", "status", "detail",
@@ -80,6 +86,8 @@ class GpuCheckConfig:
     speedup_warmup: int = 20
     speedup_rounds: int = 4
     speedup_images: int = 12_800
+    ddp_ranks: int = 2
+    ddp_steps: int = 10
 
 
 @dataclasses.dataclass
@@ -171,6 +179,17 @@ def judge_speedup(result: dict[str, Any]) -> list[Outcome]:
                    f"compile {result['compile_warmup_s']} s")]
 
 
+def judge_ddp(result: dict[str, float], ranks: int, steps: int) -> list[Outcome]:
+    """`gpu_runs.ddp_run`'s differences between the ranks' parameters: none after the steps, and
+    some before (ranks that started equal would prove nothing about DDP's broadcast)."""
+    case = f"{ranks} ranks, {steps} steps"
+    outcome = judged("ddp", case, "max parameter difference from rank 0", result["after"], "<=", DDP_TOLERANCE,
+                     f"{result['before']:.3g} apart as built, each rank from its own seed")
+    if not result["before"] > 0:
+        outcome.status, outcome.detail = "fail", "the ranks started with equal weights: the check proves nothing"
+    return [outcome]
+
+
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
@@ -227,6 +246,19 @@ def check_speedup(device: torch.device, out: Path, config: GpuCheckConfig) -> li
     return judge_speedup(result)
 
 
+def check_ddp(device: torch.device, out: Path, config: GpuCheckConfig) -> list[Outcome]:
+    from benchmark.gpu_runs import ddp_run
+
+    case = f"{config.ddp_ranks} ranks, {config.ddp_steps} steps"
+    if device.type == "cuda" and torch.cuda.device_count() < config.ddp_ranks:
+        return [Outcome("ddp", case, "", status="skip",
+                        detail=f"needs {config.ddp_ranks} GPUs, this machine has {torch.cuda.device_count()}")]
+    # Ranks on cuda:0..ranks-1 whatever --device names (NCCL needs one GPU per rank); on a CPU (the
+    # tests) gloo processes.
+    result = ddp_run(config.ddp_ranks, device.type, steps=config.ddp_steps)
+    return judge_ddp(result, config.ddp_ranks, config.ddp_steps)
+
+
 Check = Callable[[torch.device, Path, GpuCheckConfig], list[Outcome]]
 # name: (run, what it checks, the modules it needs beyond torch)
 CHECKS: dict[str, tuple[Check, str, tuple[str, ...]]] = {
@@ -236,6 +268,8 @@ CHECKS: dict[str, tuple[Check, str, tuple[str, ...]]] = {
     "packing": (check_packing, f"4 ResNet-20 trials sharing the GPU through Ray: >= {PACKING_GOAL}x one alone", ("ray", "pydantic")),
     "profile": (check_profile, "ResNet-20/56/110 and ResNet-18/50, train and infer, bf16, channels-last, compiled", ()),
     "speedup": (check_speedup, f"ResNet-56's training path against the eager DataLoader loop: >= {SPEEDUP_GOAL}x", ()),
+    "ddp": (check_ddp, "2 ranks training ResNet-20 through DDP over NCCL end with equal parameters (skipped with "
+            "fewer than 2 GPUs)", ()),
 }
 
 
@@ -305,7 +339,7 @@ def summary(outcomes: Sequence[Outcome]) -> str:
     counts = {status: sum(o.status == status for o in outcomes) for status in ("pass", "fail", "skip")}
     last = f"gpu-check: {counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped"
     if counts["skip"]:
-        last += " (skipped checks prove nothing: install what they need and run them again)"
+        last += " (skipped checks prove nothing: each says what it needs)"
     return (format_table(rows, SUMMARY_COLUMNS) + "\n" if rows else "") + last
 
 
@@ -319,7 +353,7 @@ def exit_status(outcomes: Sequence[Outcome]) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "gpu-check",
-        help="check every CUDA path on one GPU in minutes (precision, resume, packing, profile, speedup)",
+        help="check every CUDA path on one GPU in minutes (precision, resume, packing, profile, speedup, ddp)",
         description="Run the GPU checks on synthetic data, print a pass/fail table with the measured numbers and "
         "append them to <out>/checks.csv; exit 1 if any check fails. Without CUDA: say so and list the checks.",
     )

@@ -5,8 +5,10 @@
   statistics and whether CUDA graphs were captured (`TrainStep.verify_cuda_graphs`).
 - `resume_run`: a whole trial (`train_trial`) run straight, and run again killed after its first
   checkpoint and resumed from it; returns both last rows.
+- `ddp_run`: ResNet-20 trained data-parallel in several processes (DDP through
+  `benchmark.data_parallel.Replicas`, NCCL on GPUs); returns how far the ranks' parameters are apart.
 
-Both take any device, so their code runs on a CPU in the tests too (fp32/bf16 there).
+All take any device, so their code runs on a CPU in the tests too (fp32/bf16 there, gloo for DDP).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 
 from benchmark.backends import numerics
 from benchmark.data import build_loaders, load_cifar10
+from benchmark.data_parallel import Replicas
 from benchmark.models import build_model
 from benchmark.step import TrainStep
 
@@ -129,3 +132,49 @@ def resume_run(trial: Any, threads: int | None = None) -> tuple[dict[str, Any], 
 
 def _ignore(row: dict[str, Any]) -> None:
     pass
+
+
+def ddp_run(world_size: int, device_type: str, steps: int = 10, batch_size: int = 128,
+            model_name: str = "resnet20") -> dict[str, float]:
+    """Train `model_name` data-parallel in `world_size` processes, as a trial with `resources.workers`
+    does (`Replicas.wrap`: DDP): NCCL with rank r on cuda:r, or gloo on CPU processes.
+
+    Every rank builds the model from its own seed and trains on its own random share of each global
+    batch, so parameters equal at the end prove that DDP broadcast rank 0's weights and averaged the
+    gradients. Returns the largest absolute difference of any rank's parameters from rank 0's, as
+    built (`before`: must not be 0, or the check proves nothing) and after the steps (`after`).
+    """
+    with tempfile.TemporaryDirectory(prefix="gpu-check-ddp-") as folder:
+        torch.multiprocessing.spawn(_ddp_rank, args=(world_size, device_type, steps, batch_size, model_name, folder),
+                                    nprocs=world_size, join=True)
+        ranks = [torch.load(Path(folder) / f"rank{rank}.pt", weights_only=True) for rank in range(world_size)]
+    return {when: max(float((rank[when] - ranks[0][when]).abs().max()) for rank in ranks) for when in ("before", "after")}
+
+
+def _ddp_rank(rank: int, world_size: int, device_type: str, steps: int, batch_size: int, model_name: str,
+              folder: str) -> None:
+    device = torch.device("cuda", rank) if device_type == "cuda" else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    else:
+        torch.set_num_threads(1)
+    # A file rendezvous: no port to pick, nothing left behind (the folder is the caller's temporary one).
+    torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method=f"file://{folder}/rendezvous",
+                                         rank=rank, world_size=world_size)
+    try:
+        replicas = Replicas(rank=rank, world_size=world_size)
+        torch.manual_seed(rank)  # weights of its own: DDP must replace them with rank 0's
+        model = build_model(model_name)
+        before = _flat_parameters(model)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+        trainer = TrainStep(replicas.prepare(model), optimizer, device, wrap=replicas.wrap)
+        share = batch_size // world_size
+        for _ in range(steps):  # random batches of its own (torch.manual_seed(rank) above)
+            trainer.step(torch.randn(share, 3, 32, 32), torch.randint(0, 10, (share,)))
+        torch.save({"before": before, "after": _flat_parameters(trainer.model)}, Path(folder) / f"rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _flat_parameters(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten().double().cpu() for p in model.parameters()])

@@ -46,6 +46,8 @@ CASES = [
     ("infinite CPUs", GOOD + "resources: {cpu: .inf}\n", [], ["resources.cpu", "finite"]),
     ("a bad custom resource", GOOD + "resources: {cpu: 1, custom: {GPU: 1}}\n", [], ["resources.custom", "'GPU'"]),
     ("a GPU count no trial can use", GOOD + "resources: {cpu: 1, gpu: 2}\n", [], ["resources.gpu", "2"]),
+    ("tf32 that is not a boolean", GOOD + "tf32: maybe\n", [], ["tf32", "boolean"]),
+    ("deterministic as a number", GOOD + "deterministic: 1\n", [], ["deterministic", "boolean"]),
 ]
 
 # A "billion laughs": nine levels of nine aliases expand to 9**9 strings.

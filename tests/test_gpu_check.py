@@ -14,7 +14,7 @@ import torch
 
 from benchmark.__main__ import main
 from benchmark.gpu_check import (
-    COLUMNS, PACKING_GOAL, SPEEDUP_GOAL, TOLERANCES, GpuCheckConfig, Outcome, exit_status, judge_packing,
+    COLUMNS, PACKING_GOAL, SPEEDUP_GOAL, TOLERANCES, GpuCheckConfig, Outcome, exit_status, judge_ddp, judge_packing,
     judge_precision, judge_profile, judge_resume, judge_speedup, run_checks, summary,
 )
 from benchmark.gpu_runs import PrecisionRun
@@ -116,6 +116,22 @@ def test_speedup_verdicts() -> None:
     assert judge_speedup({**result, "speedup": 3.2})[0].status == "fail"
 
 
+def test_ddp_verdicts() -> None:
+    [equal] = judge_ddp({"before": 0.68, "after": 0.0}, ranks=2, steps=10)
+    assert (equal.status, equal.case, equal.bound) == ("pass", "2 ranks, 10 steps", 0.0)
+    assert judge_ddp({"before": 0.68, "after": 3e-7}, ranks=2, steps=10)[0].status == "fail"  # ranks drifted apart
+    started_equal = judge_ddp({"before": 0.0, "after": 0.0}, ranks=2, steps=10)[0]
+    assert started_equal.status == "fail" and "proves nothing" in started_equal.detail
+
+
+def test_ddp_is_skipped_with_fewer_gpus_than_ranks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmark.gpu_check import check_ddp
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # as on the one-GPU machines
+    [skipped] = check_ddp(CUDA, tmp_path, GpuCheckConfig())
+    assert (skipped.check, skipped.status, skipped.detail) == ("ddp", "skip", "needs 2 GPUs, this machine has 1")
+
+
 # ------------------------------------------------------------------ the run: table, skips, failures
 
 
@@ -166,8 +182,21 @@ def test_without_cuda_it_says_so_and_lists_the_checks(tmp_path: Path, capsys: py
     assert main(["gpu-check", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("gpu-check: no CUDA device here")
-    assert [line.split()[0] for line in out[1:]] == ["precision", "resume", "packing", "profile", "speedup"]
+    assert [line.split()[0] for line in out[1:]] == ["precision", "resume", "packing", "profile", "speedup", "ddp"]
     assert "needs ray, pydantic" in out[3]
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("device", ["cuda:1", "cpu", "gpu", "cuda:x"])
+def test_a_device_that_is_not_a_gpu_here_is_one_line_and_writes_nothing(
+    device: str, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As on a machine with one GPU: only cuda and cuda:0 name it.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert main(["gpu-check", "--device", device, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --device {device!r}: expected cuda or cuda:N" + (" with N < 1\n" if device in ("cuda:1", "cpu") else "\n")
     assert not any(tmp_path.iterdir())
 
 
@@ -228,3 +257,12 @@ def test_the_speedup_measurement_runs_on_the_cpu() -> None:
                                    baseline_workers=0, compile=False)
     assert result["speedup"] > 0 and result["baseline_images_per_s"] > 0 and result["data_source"] == "synthetic"
     assert judge_speedup(result)[0].value == result["speedup"]
+
+
+def test_the_ddp_check_runs_on_the_cpu_with_gloo(tmp_path: Path) -> None:
+    # The GPU check's path with its other backend: 2 processes, gloo instead of NCCL, ranks on the CPU.
+    from benchmark.gpu_check import check_ddp
+
+    [outcome] = check_ddp(CPU, tmp_path, GpuCheckConfig(ddp_steps=2))
+    assert (outcome.status, outcome.value) == ("pass", 0.0), outcome
+    assert "apart as built" in outcome.detail  # a pass needs ranks that started with different weights

@@ -44,10 +44,14 @@ def test_packing_measures_k_trials_against_one(tmp_path: Path, capsys: pytest.Ca
     one, two = rows
     assert float(one["speedup_vs_one"]) == 1.0 and float(one["efficiency"]) == 1.0
     assert one["images_per_s_total"] == one["images_per_s_per_trial"]
-    # The speedup is the ratio of the two totals; the efficiency is the speedup per trial.
-    speedup = float(two["images_per_s_total"]) / float(one["images_per_s_total"])
-    assert float(two["speedup_vs_one"]) == pytest.approx(speedup, abs=2e-3)
-    assert float(two["efficiency"]) == pytest.approx(speedup / 2, abs=2e-3)
+    # The speedup is the ratio of the two totals; the efficiency is the speedup per trial. The table
+    # rounds the totals to 0.1 img/s (and the ratios to 0.001), so their ratio is known only that well:
+    # on a busy machine one trial may run 2 img/s, and 0.05 of rounding is then 2.5%.
+    total_one, total_two = float(one["images_per_s_total"]), float(two["images_per_s_total"])
+    speedup = total_two / total_one
+    rounding = 0.05 / total_one + 0.05 / total_two
+    assert float(two["speedup_vs_one"]) == pytest.approx(speedup, rel=rounding, abs=2e-3)
+    assert float(two["efficiency"]) == pytest.approx(speedup / 2, rel=rounding, abs=2e-3)
     # The total spans from the first start to the last end, so it cannot beat the sum of the trials.
     assert float(two["images_per_s_total"]) <= 2 * float(two["images_per_s_per_trial"]) * 1.001
     for row in rows:
