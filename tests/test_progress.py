@@ -224,3 +224,8 @@ def test_heartbeats_cross_ray_tune_to_the_view_and_never_into_the_tables(tmp_pat
     assert beats and all(t.images_per_s > 0 for t in beats)  # steps between evaluations: heartbeats
     metrics = pd.read_csv(tmp_path / "results" / "tiny" / "metrics.csv")
     assert list(metrics["step"]) == [4, 8]
+    # `tensorboard --logdir results/tiny` shows the recorder's curves only: Tune's own TensorBoard
+    # logger (which would also chart the heartbeats, under _state/ray/) is off.
+    folder = tmp_path / "results" / "tiny"
+    events = [p.relative_to(folder).parts[:2] for p in folder.rglob("events.out.tfevents*")]
+    assert events == [("tensorboard", "resnet20-A-s0")]
