@@ -45,9 +45,13 @@ def test_packing_measures_k_trials_against_one(tmp_path: Path, capsys: pytest.Ca
     assert float(one["speedup_vs_one"]) == 1.0 and float(one["efficiency"]) == 1.0
     assert one["images_per_s_total"] == one["images_per_s_per_trial"]
     # The speedup is the ratio of the two totals; the efficiency is the speedup per trial.
-    speedup = float(two["images_per_s_total"]) / float(one["images_per_s_total"])
-    assert float(two["speedup_vs_one"]) == pytest.approx(speedup, abs=2e-3)
-    assert float(two["efficiency"]) == pytest.approx(speedup / 2, abs=2e-3)
+    # The totals are written to 0.1 img/s, so their ratio is only that close to the written speedup:
+    # on a loaded machine (a few img/s) that is a percent, not the 3 decimals of the speedup.
+    total_one, total_two = float(one["images_per_s_total"]), float(two["images_per_s_total"])
+    speedup = total_two / total_one
+    rounding = 0.05 / total_one + 0.05 / total_two
+    assert float(two["speedup_vs_one"]) == pytest.approx(speedup, rel=rounding, abs=2e-3)
+    assert float(two["efficiency"]) == pytest.approx(speedup / 2, rel=rounding, abs=2e-3)
     # The total spans from the first start to the last end, so it cannot beat the sum of the trials.
     assert float(two["images_per_s_total"]) <= 2 * float(two["images_per_s_per_trial"]) * 1.001
     for row in rows:
