@@ -128,6 +128,7 @@ def _planned(suite: Suite, args: argparse.Namespace) -> Suite:
     the executor runs them, each with the threads it will have."""
     import torch
 
+    from benchmark.hardware import cores
     from benchmark.planner import BudgetError, parse_budget, plan_suite
 
     budget_s = parse_budget(args.budget)
@@ -136,5 +137,5 @@ def _planned(suite: Suite, args: argparse.Namespace) -> Suite:
     if args.executor == "local":
         slots, threads = 1, torch.get_num_threads()  # one trial at a time, with the process's threads
     else:
-        slots, threads = max(1, int(len(os.sched_getaffinity(0)) // suite.resources.cpu)), max(1, int(suite.resources.cpu))
+        slots, threads = max(1, int(cores() // suite.resources.cpu)), max(1, int(suite.resources.cpu))
     return plan_suite(suite, budget_s, args.results / suite.name, slots=slots, threads=threads, strict=args.strict)

@@ -44,7 +44,7 @@ import torch
 
 from benchmark.errors import BenchmarkError, ModelError, SuiteError
 from benchmark.models import model_info
-from benchmark.hardware import cpu_model
+from benchmark.hardware import cores as usable_cores, cpu_model
 from benchmark.profile import (IDENTITY_COLUMNS, append_row, check_header, measurement_identity, native_precisions,
                                skip_reason, timing_optimizer)
 from benchmark.step import PRECISIONS
@@ -194,7 +194,7 @@ def run_packing(config: PackingConfig, out: Path, device: torch.device) -> list[
     row per k (medians over the rounds) to `<out>/packing.csv` once all are measured."""
     import ray
 
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     if config.compile is None:
         config = dataclasses.replace(config, compile=device.type == "cuda")
     if config.trials is None:

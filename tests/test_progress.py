@@ -72,6 +72,21 @@ def test_a_heartbeat_carries_step_and_speed_every_interval_and_nothing_else() ->
     assert len(beats) == 1
 
 
+@pytest.mark.parametrize("step_s", [0.05, 1.0, 4.0])  # ResNet-20 fast; ResNet-56 on one slow, loaded thread
+def test_the_first_beat_comes_within_30_s_of_the_first_training_step(step_s: float) -> None:
+    """Issue 13: the live view's first update within 30 s of the first step, whatever a step costs
+    (below the interval): the default interval counts from before the first step."""
+    beats: list[dict] = []
+    clock = Clock()
+    heartbeat = Heartbeat(DirectorySession(lambda row: None, heartbeat=beats.append), clock=clock)  # as train_trial
+    first_step_at, step = clock.now, 0
+    while not beats:
+        clock.now += step_s
+        step += 1
+        heartbeat.step(step, 128)
+    assert clock.now - first_step_at <= 30.0 and beats[0]["step"] == step
+
+
 def test_train_trial_beats_between_evaluations_without_adding_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("benchmark.train.Heartbeat", partial(Heartbeat, every_s=0.0))  # a beat every step
     trial = load_suite(tiny_suite(tmp_path)).trials()[0]
@@ -224,3 +239,8 @@ def test_heartbeats_cross_ray_tune_to_the_view_and_never_into_the_tables(tmp_pat
     assert beats and all(t.images_per_s > 0 for t in beats)  # steps between evaluations: heartbeats
     metrics = pd.read_csv(tmp_path / "results" / "tiny" / "metrics.csv")
     assert list(metrics["step"]) == [4, 8]
+    # `tensorboard --logdir results/tiny` shows the recorder's curves only: Tune's own TensorBoard
+    # logger (which would also chart the heartbeats, under _state/ray/) is off.
+    folder = tmp_path / "results" / "tiny"
+    events = [p.relative_to(folder).parts[:2] for p in folder.rglob("events.out.tfevents*")]
+    assert events == [("tensorboard", "resnet20-A-s0")]

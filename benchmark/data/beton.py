@@ -17,6 +17,7 @@ import numpy as np
 
 from benchmark.data.cifar import CifarData
 from benchmark.errors import DataError
+from benchmark.hardware import cores
 
 FIELD_MODES = ("raw", "jpeg")
 INSTALL_HINT = ("install the ffcv extra: Debian packages `pkg-config libturbojpeg0-dev libopencv-dev`, "
@@ -81,7 +82,7 @@ def write_beton(dataset, out: Path, fields: str = "raw", num_workers: int | None
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    workers = num_workers or len(os.sched_getaffinity(0))
+    workers = num_workers or cores()
     try:
         writer = DatasetWriter(str(tmp), {"image": _image_field(fields, jpeg_quality, max_resolution),
                                           "label": IntField()}, num_workers=workers)

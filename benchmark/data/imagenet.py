@@ -30,6 +30,7 @@ from torchvision.transforms import functional as TF
 from benchmark.data.epochs import EpochLoader
 from benchmark.data.torch_loader import TorchLoader
 from benchmark.errors import DataError
+from benchmark.hardware import cores
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 MEAN = (0.485, 0.456, 0.406)
@@ -122,7 +123,7 @@ def check_images(split: ImageFolderSplit, workers: int | None = None, chunk: int
     """Decode every image once (in processes); the first that fails is a DataError naming it."""
     paths = [path for path, _ in split.samples]
     chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
-    workers = workers or len(os.sched_getaffinity(0))
+    workers = workers or cores()
     if workers <= 1 or len(chunks) <= 1:
         for part in chunks:
             _check_chunk(part)

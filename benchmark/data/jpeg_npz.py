@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.errors import DataError
+from benchmark.hardware import cores
 
 KNOWN_NAME = "cifar10_jpeg75.npz"
 KNOWN_SHA256 = "3b3e60277fe11bcaf2c6b325ea2987c050135755a01121f2dea28b7d3da97a9e"
@@ -142,7 +143,7 @@ def decode_jpegs(jpeg: np.ndarray, offsets: np.ndarray, label: str, workers: int
         stop = min(start + chunk_size, count)
         lo, hi = int(offsets[start]), int(offsets[stop])
         jobs.append((f"{label}[{start}:{stop}]", jpeg[lo:hi].tobytes(), offsets[start:stop + 1] - lo))
-    workers = workers or len(os.sched_getaffinity(0))
+    workers = workers or cores()
     if workers <= 1 or len(jobs) == 1:
         parts = [_decode_chunk(job) for job in jobs]
     else:

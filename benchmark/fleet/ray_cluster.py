@@ -36,12 +36,17 @@ class ClusterError(BenchmarkError):
 
 
 def quiet_ray_environment() -> None:
-    """Ray's settings for our runs: no usage statistics, no auth token, plain logs, and Ctrl-C
-    handled by the fleet (Tune's own SIGINT handler would swallow it and return normally)."""
+    """Ray's settings for our runs: no usage statistics, no auth token, plain logs, Ctrl-C
+    handled by the fleet (Tune's own SIGINT handler would swallow it and return normally), and
+    none of Tune's automatic loggers: its TensorBoard files would land under the results folder
+    (`_state/ray/`), so that `tensorboard --logdir results/<suite>` showed every trial twice, the
+    second time with the heartbeats; the recorder writes the curves (benchmark/fleet/curves.py) and
+    the executor asks for Tune's result.json itself (ray_executor.py)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 
 def runtime_env(code_dir: Path) -> dict[str, Any]:

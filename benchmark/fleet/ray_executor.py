@@ -43,6 +43,7 @@ class RayExecutor:
 
     def run(self, trials: list[Trial], recorder: FleetRecorder, plan: FleetPlan) -> None:
         from ray import tune
+        from ray.tune.logger import JsonLoggerCallback
 
         from benchmark.fleet.ray_trial import ray_trainable
 
@@ -77,7 +78,9 @@ class RayExecutor:
                 stop=callback.stopper(),
                 failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
-                callbacks=[callback],
+                # result.json: Tune's ResultGrid reads it after fit() (and warns when it is missing);
+                # its other automatic loggers are off (ray_cluster.quiet_ray_environment)
+                callbacks=[callback, JsonLoggerCallback()],
             ),
         )
         grid = tuner.fit()
