@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from benchmark.__main__ import main
-from benchmark.models import model_info
+from benchmark.models import list_models, model_info
+from benchmark.profile import load_config
 from benchmark.recipes import PAPER_RECIPES
 from benchmark.report import build_report, load_results, tables
 from benchmark.report.relatives import paper_nets, relatives_table, throughput_table
@@ -57,6 +58,14 @@ def test_axes_multiply_only_the_nets_that_take_them(tmp_path: Path) -> None:
     ids = [trial.trial_id for trial in load_suite(path).trials()]
     assert ids == ["resnet20-A-s0", "resnet20-A-preact-s0", "resnet20-B-s0", "resnet20-B-preact-s0",
                    "wrn16_4-s0", "highway_resnet20-s0"]
+
+
+def test_throughput_config_profiles_every_relative() -> None:
+    # The issue's performance item: `profile` rows for every new model, beside the paper's ResNets.
+    config = load_config(SUITES / "throughput_relatives.yaml")
+    relatives = {name for name in list_models() if model_info(name).architecture != "resnet"}
+    assert relatives <= set(config.models) and {"resnet20", "resnet110"} <= set(config.models)
+    assert set(config.modes) == {"train", "infer"} and config.precisions == ("fp32",)
 
 
 TINY = """\
