@@ -45,18 +45,22 @@ SIZES = [(500, 375), (375, 500), (500, 333), (500, 400), (450, 338)]  # (width, 
 CLASSES = tuple(f"n{c:08d}" for c in range(10))
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    pytest.importorskip("ffcv")
+def imagenet_folder(root, images: int = IMAGES):  # noqa: ANN001, ANN201
+    """An ImageNet-shaped tree of `images` training JPEGs in 10 classes, and its betons."""
     from benchmark.data.imagenet_beton import write_imagenet_betons
 
-    root = tmp_path_factory.mktemp("imagenet-shaped")
-    per_class = IMAGES // len(CLASSES)
+    per_class = images // len(CLASSES)
     sizes = write_tree(root, CLASSES, [SIZES[i % len(SIZES)] for i in range(per_class)], [SIZES[0]] * 10,
                        detail=(30, 40), grain=12.0, workers=len(os.sched_getaffinity(0)))
     write_imagenet_betons(root)
-    print(f"\n{IMAGES} JPEGs written, {sum(sizes[:IMAGES]) / IMAGES / 1e3:.0f} KB each on average")
+    print(f"\n{images} JPEGs written, {sum(sizes[:images]) / images / 1e3:.0f} KB each on average")
     return root
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    pytest.importorskip("ffcv")
+    return imagenet_folder(tmp_path_factory.mktemp("imagenet-shaped"))
 
 
 def cpu_seconds() -> float:
