@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmark.errors import BenchmarkError
+
 
 @dataclass(frozen=True)
 class Replicas:
@@ -107,8 +109,6 @@ class Replicas:
         spread = torch.stack([total, -total])
         torch.distributed.all_reduce(spread, op=torch.distributed.ReduceOp.MAX)
         if float(spread[0] + spread[1]) != 0.0:
-            from benchmark.errors import BenchmarkError
-
             raise BenchmarkError(f"data-parallel ranks out of step at step {step}: their parameters differ "
                                  f"(sums from {-float(spread[1]):.9g} to {float(spread[0]):.9g})")
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.data import preprocess
-from benchmark.data.epochs import EpochLoader
+from benchmark.data.epochs import EpochLoader, check_shard
 
 
 class DeviceLoader(EpochLoader):
@@ -37,9 +37,7 @@ class DeviceLoader(EpochLoader):
     def __init__(self, images: np.ndarray, labels: np.ndarray, mean: np.ndarray, batch_size: int,
                  device: torch.device | str = "cpu", seed: int = 0, augment: bool = False,
                  shuffle: bool = False, drop_last: bool = False, shard: tuple[int, int] = (0, 1)) -> None:
-        rank, ranks = shard
-        if not 0 <= rank < ranks or batch_size % ranks:
-            raise ValueError(f"shard {shard}: expected 0 <= rank < ranks, and ranks dividing the batch of {batch_size}")
+        check_shard(shard, batch_size)
         self.device = torch.device(device)
         self.shard = shard
         self.batch_size = batch_size

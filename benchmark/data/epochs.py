@@ -12,6 +12,14 @@ from collections.abc import Iterator
 import torch
 
 
+def check_shard(shard: tuple[int, int], batch_size: int | None) -> None:
+    """A data-parallel rank's share (rank, ranks); ranks must split each global batch of
+    `batch_size` evenly (None: an evaluation share, a contiguous range, splits no batch)."""
+    rank, ranks = shard
+    if not 0 <= rank < ranks or (batch_size is not None and batch_size % ranks):
+        raise ValueError(f"shard {shard}: expected 0 <= rank < ranks, and ranks dividing the batch of {batch_size}")
+
+
 class EpochLoader:
     num_examples: int
     batch_size: int

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms
 
 from benchmark.data import preprocess
-from benchmark.data.epochs import EpochLoader
+from benchmark.data.epochs import EpochLoader, check_shard
 
 
 class SubtractMeanImage:
@@ -91,8 +91,7 @@ class TorchLoader(EpochLoader):
                  seed: int = 0, shuffle: bool = False, drop_last: bool = False, num_workers: int = 2,
                  shard: tuple[int, int] = (0, 1)) -> None:
         rank, ranks = shard
-        if not 0 <= rank < ranks or (drop_last and batch_size % ranks):
-            raise ValueError(f"shard {shard}: expected 0 <= rank < ranks, and ranks dividing the batch of {batch_size}")
+        check_shard(shard, batch_size if drop_last else None)
         self.device = torch.device(device)
         self.shard = shard
         self.batch_size = batch_size

@@ -47,12 +47,11 @@ def fits(request: dict[str, float], node: Node) -> int:
 def check_placement(resources: Resources, nodes: list[Node], where: str) -> int:
     """Refuse a trial that fits no single node (a data-parallel one: whose workers the cluster
     cannot place); returns how many trials fit at once in all."""
-    request = trial_request(resources)
-    per = " per worker" if resources.workers > 1 else ""
+    request = trial_request(resources)  # a data-parallel trial's: per worker
+    unit = "worker" if resources.workers > 1 else "trial"
     if resources.gpu > 1:
-        raise SuiteError(f"resources.gpu: {resources.gpu:g} GPUs{per or ' per trial'}, but a {'worker' if per else 'trial'} "
-                         "is one process on one device; use gpu <= 1 (fractions share a GPU)"
-                         + ("" if per else ", or resources.workers for data-parallel ranks"))
+        raise SuiteError(f"resources.gpu: {resources.gpu:g} GPUs per {unit}, but a {unit} is one process on one "
+                         "device; use gpu <= 1 (fractions share a GPU), and resources.workers for data-parallel ranks")
     at_once = sum(fits(request, node) for node in nodes)
     if at_once == 0:
         largest = {name: max((n.resources.get(name, 0.0) for n in nodes), default=0.0) for name in request}
@@ -60,7 +59,7 @@ def check_placement(resources: Resources, nodes: list[Node], where: str) -> int:
                  if amount > largest[name]]
         what = ", ".join(short) or ", ".join(f"{k} {v:g}" for k, v in request.items() if v)
         hint = "; use --set resources.gpu=0 to train on the CPU" if resources.gpu > 0 else ""
-        raise ClusterError(f"resources: a {'worker' if per else 'trial'} asks for {what}, and no node of {where} has that much{hint}")
+        raise ClusterError(f"resources: a {unit} asks for {what}, and no node of {where} has that much{hint}")
     if resources.workers == 1:
         return at_once
     return _data_parallel_at_once(resources, request, nodes, where)
@@ -85,10 +84,11 @@ def _data_parallel_at_once(resources: Resources, request: dict[str, float], node
     them all on one), so the count never promises more than Ray can place."""
     driver = driver_request(nodes)
     slots = sum(fits(request, node) for node in nodes)
-    for k in range(slots // resources.workers, 0, -1):
+    drivers = sum(fits(driver, node) for node in nodes)
+    for k in range(min(slots // resources.workers, drivers), 0, -1):
         reserve = k * driver.get("CPU", 0.0)
         left = [Node(n.node_id, {**n.resources, "CPU": n.resources.get("CPU", 0.0) - reserve}) for n in nodes]
-        if sum(fits(request, node) for node in left) >= k * resources.workers and sum(fits(driver, n) for n in nodes) >= k:
+        if sum(fits(request, node) for node in left) >= k * resources.workers:
             return k
     worker = ", ".join(f"{name} {amount:g}" for name, amount in request.items() if amount)
     driver_note = (f", besides its driver's {DRIVER_CPU:g} CPU (declare a {DRIVER_RESOURCE!r} resource on the nodes "

@@ -24,8 +24,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmark.checkpoint import CheckpointError, read_payload, write_payload
-from benchmark.fleet.ray_trial import node_name
+from benchmark.checkpoint import write_payload
+from benchmark.fleet.ray_trial import node_name, restore_from
 from benchmark.session import Restored
 from benchmark.spec import Trial
 
@@ -47,13 +47,7 @@ class TrainWorkerSession:
         checkpoint = ray.train.get_checkpoint()  # this trainer's latest (a restarted worker group)
         if checkpoint is None and self.resume_path:  # the last run's, recorded in the results folder
             checkpoint = ray.train.Checkpoint(self.resume_path, filesystem=self.filesystem)
-        if checkpoint is None:
-            return Restored(None)
-        try:
-            with checkpoint.as_directory() as directory:
-                return Restored(read_payload(Path(directory), where=checkpoint.path))
-        except CheckpointError as exc:  # every rank fails alike and starts clean; rank 0 says so
-            return Restored(None, f"{exc}; the trial restarts from step 0" if self.rank == 0 else "")
+        return restore_from(checkpoint, set_aside=False)  # every rank fails alike and starts clean
 
     def report(self, row: dict[str, Any], payload: dict[str, Any] | None = None) -> None:
         import ray.train

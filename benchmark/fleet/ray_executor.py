@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmark.checkpoint import PAYLOAD_FILE
 from benchmark.errors import ResultsError
 from benchmark.fleet.executor import FleetPlan
-from benchmark.fleet.preflight import trial_request
+from benchmark.fleet.preflight import DRIVER_CPU, trial_request
 from benchmark.fleet.recorder import FleetRecorder, trial_work
 from benchmark.fleet.ray_trial import HEARTBEAT
 from benchmark.fleet.storage import Storage
@@ -33,7 +32,7 @@ class RayExecutor:
                  driver: dict[str, float] | None = None) -> None:
         self.storage = storage
         self.max_concurrent = max_concurrent
-        self.driver = driver or {"CPU": 0.01}  # a data-parallel trial's own request (preflight.driver_request)
+        self.driver = driver or {"CPU": DRIVER_CPU}  # a data-parallel trial's own request (preflight.driver_request)
         self.trainable = trainable  # a seam for tests of placement; default: the trial itself
 
     def checkpoint_of(self, trial_id: str, run: dict[str, str]) -> str | None:
@@ -141,10 +140,13 @@ def _callback_class() -> type:
             # A data-parallel trial's checkpoint is persisted by Ray Train, which tells Tune where
             # (TuneReportCallback's `checkpoint_path`); Tune's on_checkpoint does not see it.
             if result.get(CHECKPOINT_PATH):
-                self.on_checkpoint(iteration, trials, trial, _Persisted(result[CHECKPOINT_PATH]))
+                self._checkpointed(trial, result[CHECKPOINT_PATH])
 
         def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
-            location = self.storage.relative(checkpoint.path)
+            self._checkpointed(trial, checkpoint.path)
+
+        def _checkpointed(self, trial: Any, path: str) -> None:
+            location = self.storage.relative(path)
             if location is not None:
                 self._guarded(lambda: self.recorder.checkpoint(trial_id_of(trial), location))
 
@@ -155,11 +157,6 @@ def _callback_class() -> type:
 
 
 CHECKPOINT_PATH = "checkpoint_path"  # ray.tune.integration.ray_train.CHECKPOINT_PATH_KEY
-
-
-@dataclass(frozen=True)
-class _Persisted:
-    path: str  # a checkpoint's location in the run's storage
 
 
 def trial_id_of(tune_trial: Any) -> str:

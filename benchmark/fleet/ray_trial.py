@@ -29,6 +29,27 @@ def node_name() -> str:
     return f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
 
 
+def restore_from(checkpoint: Any, set_aside: bool) -> Restored:
+    """The payload of a Ray checkpoint (None: start at step 0). One that cannot be read starts the
+    trial clean, said in the note; `set_aside` also moves it out of the way (one process only:
+    the ranks of a data-parallel trial all read it)."""
+    if checkpoint is None:
+        return Restored(None)
+    try:
+        with checkpoint.as_directory() as directory:
+            return Restored(read_payload(Path(directory), where=checkpoint.path))
+    except CheckpointError as exc:
+        if not set_aside:
+            return Restored(None, f"{exc}; the trial restarts from step 0")
+        target = f"{checkpoint.path}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
+        try:
+            checkpoint.filesystem.move(checkpoint.path, target)
+            moved = f"set aside as {target}"
+        except OSError as move_error:
+            moved = f"could not be set aside ({move_error})"
+        return Restored(None, f"{exc}; {moved}; the trial restarts from step 0")
+
+
 class RaySession:
     def __init__(self, resume_path: str | None, filesystem: Any) -> None:
         self.node = node_name()
@@ -41,19 +62,7 @@ class RaySession:
         checkpoint = tune.get_checkpoint()  # a retry within this run
         if checkpoint is None and self.resume_path:  # a new run resuming the last one's checkpoint
             checkpoint = tune.Checkpoint(self.resume_path, filesystem=self.filesystem)
-        if checkpoint is None:
-            return Restored(None)
-        try:
-            with checkpoint.as_directory() as directory:
-                return Restored(read_payload(Path(directory), where=checkpoint.path))
-        except CheckpointError as exc:
-            target = f"{checkpoint.path}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
-            try:
-                checkpoint.filesystem.move(checkpoint.path, target)
-                moved = f"set aside as {target}"
-            except OSError as move_error:
-                moved = f"could not be set aside ({move_error})"
-            return Restored(None, f"{exc}; {moved}; the trial restarts from step 0")
+        return restore_from(checkpoint, set_aside=True)
 
     def heartbeat(self, row: dict[str, Any]) -> None:
         from ray import tune
