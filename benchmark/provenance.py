@@ -20,14 +20,16 @@ PACKAGE_DIR = Path(__file__).resolve().parent  # the `benchmark` package: the co
 
 
 def git_commit(cwd: Path | None = None) -> str:
-    """The checkout's commit, with `-dirty` when tracked files differ from it; "" outside git."""
-    cwd = cwd or Path(__file__).resolve().parent
+    """The checkout's commit, with `-dirty` when tracked files under `cwd` (the package: the code a
+    trial runs) differ from it; "" outside git. Results and reports written into the checkout are
+    not code: counting them would make every run's own output look like a code change."""
+    cwd = cwd or PACKAGE_DIR
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
             cwd=cwd, capture_output=True, text=True, check=True, timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -56,15 +58,15 @@ def code_version(package_dir: Path = PACKAGE_DIR, shipped: Path | None = None) -
     files = package_hash(shipped or package_dir)
     if not commit:
         return CodeVersion("", f"package:{files}", files)
-    try:
-        root = Path(_git(["rev-parse", "--show-toplevel"], package_dir).strip())
-        changes = _git(["diff", "HEAD", "--binary"], root)
-        untracked = _git(["ls-files", "--others", "--exclude-standard", "-z"], root).split("\0")
+    try:  # the package's changes only (see git_commit); paths relative to the package
+        changes = _git(["diff", "HEAD", "--binary", "--", "."], package_dir)
+        untracked = _git(["ls-files", "--others", "--exclude-standard", "-z", "--", "."], package_dir).split("\0")
     except (OSError, subprocess.SubprocessError):
         return CodeVersion(commit, f"package:{files}", files)
+    untracked = sorted(n for n in untracked if n and (package_dir / n).is_file())  # not a linked folder
     digest = hashlib.sha256(changes.encode())
-    for name in sorted(n for n in untracked if n):
-        digest.update(name.encode() + b"\0" + (root / name).read_bytes())
+    for name in untracked:
+        digest.update(name.encode() + b"\0" + (package_dir / name).read_bytes())
     base = commit.removesuffix("-dirty")
     dirty = bool(changes) or any(untracked)
     return CodeVersion(commit, f"{base}+{digest.hexdigest()[:12]}" if dirty else base, files)
