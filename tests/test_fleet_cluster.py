@@ -74,7 +74,7 @@ def test_four_quarter_gpu_trials_run_at_once_on_a_one_gpu_node(tmp_path: Path, c
     barrier = tmp_path / "barrier"
     barrier.mkdir()
 
-    def placed_together(config: dict, dataset: object = None, filesystem: object = None) -> None:
+    def placed_together(config: dict, arrays_ref: object = None, filesystem: object = None) -> None:
         # Each trial checks in, then waits until all four have: only trials running at once pass.
         import ray
 

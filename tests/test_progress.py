@@ -218,7 +218,7 @@ def test_the_recorder_pickles_without_its_view_and_open_writers(tmp_path: Path) 
 def test_heartbeats_cross_ray_tune_to_the_view_and_never_into_the_tables(tmp_path: Path) -> None:
     from benchmark.fleet import run_suite
 
-    def beating_trainable(config: dict, dataset: object = None, filesystem: object = None) -> None:
+    def beating_trainable(config: dict, arrays_ref: object = None, filesystem: object = None) -> None:
         # The fleet's Ray trial with a heartbeat after every step, set inside the Ray worker (a
         # function defined here travels by value; the test module is not importable there).
         from functools import partial
@@ -228,7 +228,7 @@ def test_heartbeats_cross_ray_tune_to_the_view_and_never_into_the_tables(tmp_pat
         from benchmark.heartbeat import Heartbeat
 
         benchmark.train.Heartbeat = partial(Heartbeat, every_s=0.0)
-        ray_trainable(config, dataset, filesystem)
+        ray_trainable(config, arrays_ref, filesystem)
 
     view = RecordingView()
     suite = load_suite(tiny_suite(tmp_path))

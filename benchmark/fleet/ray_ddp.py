@@ -75,15 +75,17 @@ def worker_loop(config: dict[str, Any]) -> None:
     trial = Trial.model_validate(config["trial"])
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
-    dataset = ray.get(config["dataset"]) if config["dataset"] is not None else None
+    dataset = ray.get(config["arrays_ref"][0]) if config["arrays_ref"] else None  # the driver's one copy
     session = TrainWorkerSession(rank, config["resume_path"], config["filesystem"])
     train_trial(trial, session, data=dataset, threads=max(1, int(trial.resources.cpu)),
                 beton_dir=default_cache_dir() / "beton",
                 replicas=Replicas(rank=rank, world_size=world_size, sync_bn=trial.sync_bn))
 
 
-def run_data_parallel(trial: Trial, resume_path: str | None, dataset: Any, filesystem: Any, storage_path: str) -> None:
-    """Fit the trial's TorchTrainer from inside its Tune trial (the Tune session is this process's)."""
+def run_data_parallel(trial: Trial, resume_path: str | None, arrays_ref: tuple[Any] | None, filesystem: Any,
+                      storage_path: str) -> None:
+    """Fit the trial's TorchTrainer from inside its Tune trial (the Tune session is this process's);
+    `arrays_ref`: as `ray_trial.ray_trainable` gets it, passed on to the ranks unread."""
     import ray
     import ray.train
     from ray import tune
@@ -99,8 +101,8 @@ def run_data_parallel(trial: Trial, resume_path: str | None, dataset: Any, files
             "trial": trial.model_dump(mode="json"),
             "resume_path": resume_path,
             "filesystem": filesystem,
-            # CIFAR-10's arrays: one copy in the object store, read by every rank on its node
-            "dataset": ray.put(dataset) if dataset is not None else None,
+            # CIFAR-10's arrays: the driver's one copy in the object store, read by every rank
+            "arrays_ref": arrays_ref,
         },
         torch_config=TorchConfig(backend="nccl" if resources.gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=resources.workers, use_gpu=resources.gpu > 0,

@@ -3,8 +3,10 @@
 Trials report each evaluation with `tune.report` (benchmark/fleet/ray_trial.py); a driver-side
 callback hands the rows to the fleet's recorder, so the results folder has a single writer.
 Checkpoints are persisted by Tune to the run's storage; a failed trial is retried from its last
-one (`FailureConfig`), on whichever node has room. CIFAR-10's arrays go to the object store once
-(`tune.with_parameters`) and are shared by every trial on a node.
+one (`FailureConfig`), on whichever node has room. CIFAR-10's arrays go to the object store once,
+put by the driver, and every trial reads that copy; trials get it as `arrays_ref`, a one-element
+tuple holding the reference (`tune.with_parameters` would resolve a bare reference, and a
+data-parallel trial hands the reference on to its ranks unread, rather than putting the arrays again).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class RayExecutor:
         return location if location and same_storage and self.storage.has_file(f"{location}/{PAYLOAD_FILE}") else None
 
     def run(self, trials: list[Trial], recorder: FleetRecorder, plan: FleetPlan) -> None:
+        import ray
         from ray import tune
         from ray.tune.logger import JsonLoggerCallback
 
@@ -50,8 +53,9 @@ class RayExecutor:
         # A data-parallel trial's Tune trial is only the driver of its workers, which Ray Train places.
         request = {k.lower() if k in ("CPU", "GPU") else k: v
                    for k, v in (self.driver if resources.workers > 1 else trial_request(resources)).items()}
+        arrays_ref = (ray.put(plan.data.arrays),) if plan.data.arrays is not None else None  # see the docstring
         trainable = tune.with_resources(
-            tune.with_parameters(self.trainable or ray_trainable, dataset=plan.data.arrays, filesystem=self.storage.filesystem),
+            tune.with_parameters(self.trainable or ray_trainable, arrays_ref=arrays_ref, filesystem=self.storage.filesystem),
             request,
         )
         # Longest first (steps × depth): Tune starts trials in this order, so the deep nets do not end

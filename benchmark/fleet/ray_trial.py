@@ -80,9 +80,12 @@ class RaySession:
             tune.report(row, checkpoint=tune.Checkpoint.from_directory(directory))  # persisted before it returns
 
 
-def ray_trainable(config: dict[str, Any], dataset: Any = None, filesystem: Any = None) -> None:
-    """Tune's function trainable: one trial. `dataset` (CIFAR-10's arrays) and `filesystem` (the
-    checkpoint storage) come through the object store (`tune.with_parameters`)."""
+def ray_trainable(config: dict[str, Any], arrays_ref: tuple[Any] | None = None, filesystem: Any = None) -> None:
+    """Tune's function trainable: one trial. `arrays_ref` ((the object store's reference to CIFAR-10's
+    arrays,), or None for ImageNet) and `filesystem` (the checkpoint storage) come through
+    `tune.with_parameters` (benchmark/fleet/ray_executor.py)."""
+    import ray
+
     from benchmark.data.jpeg_npz import default_cache_dir
     from benchmark.provenance import package_hash
     from benchmark.train import train_trial
@@ -96,7 +99,7 @@ def ray_trainable(config: dict[str, Any], dataset: Any = None, filesystem: Any =
     if trial.resources.workers > 1:  # data-parallel: a Ray Train TorchTrainer driven from this trial
         from benchmark.fleet.ray_ddp import run_data_parallel
 
-        run_data_parallel(trial, session.resume_path, dataset, filesystem, config["storage_path"])
+        run_data_parallel(trial, session.resume_path, arrays_ref, filesystem, config["storage_path"])
         return
-    train_trial(trial, session, data=dataset, threads=max(1, int(trial.resources.cpu)),
+    train_trial(trial, session, data=ray.get(arrays_ref[0]) if arrays_ref else None, threads=max(1, int(trial.resources.cpu)),
                 beton_dir=default_cache_dir() / "beton")  # betons are named by the data's hash: a node-local cache
