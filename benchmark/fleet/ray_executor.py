@@ -5,8 +5,9 @@ callback hands the rows to the fleet's recorder, so the results folder has a sin
 Checkpoints are persisted by Tune to the run's storage; a failed trial is retried from its last
 one (`FailureConfig`), on whichever node has room. CIFAR-10's arrays go to the object store once,
 put by the driver, and every trial reads that copy; trials get it as `arrays_ref`, a one-element
-tuple holding the reference (`tune.with_parameters` would resolve a bare reference, and a
-data-parallel trial hands the reference on to its ranks unread, rather than putting the arrays again).
+tuple holding the reference (`tune.with_parameters` puts each value into the object store, and Ray
+refuses to put a bare reference); a data-parallel trial hands the reference on to its ranks unread,
+rather than putting the arrays again.
 """
 
 from __future__ import annotations
