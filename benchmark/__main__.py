@@ -11,17 +11,18 @@ import argparse
 import importlib
 import sys
 
-from benchmark.errors import BenchmarkError
+from benchmark import BenchmarkError
 
 # Modules that contribute sub-commands, in the order `--help` lists them.
 COMMAND_MODULES = (
-    "benchmark.fleet_cli",       # run, validate
-    "benchmark.models.cli",      # list
-    "benchmark.data.cli",        # data ...
-    "benchmark.report.cli",      # report, analyze
-    "benchmark.profile_cli",     # profile, packing
-    "benchmark.gpu_check",       # gpu-check
-    "benchmark.hardware_cli",    # hardware
+    "benchmark.fleet.cli",              # run
+    "benchmark.suite.cli",              # validate
+    "benchmark.models.cli",             # list
+    "benchmark.data.cli",               # data ...
+    "benchmark.report.cli",             # report, analyze
+    "benchmark.throughput.cli",         # profile, packing
+    "benchmark.throughput.gpu_check",   # gpu-check
+    "benchmark.hardware.cli",           # hardware
 )
 
 

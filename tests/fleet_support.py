@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.results import METRIC_COLUMNS, RUN_COLUMNS
+from benchmark.results.tables import METRIC_COLUMNS, RUN_COLUMNS
 
 REPO = Path(__file__).resolve().parent.parent
 

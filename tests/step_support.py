@@ -31,7 +31,7 @@ class Overflow:
 
 def cpu_grad_scaler(monkeypatch: pytest.MonkeyPatch) -> None:
     """fp16 is CUDA-only here; its GradScaler path runs on the CPU with a CPU scaler (fp32 math)."""
-    from benchmark import step as step_module
+    from benchmark.training import step as step_module
 
     monkeypatch.setattr(step_module, "grad_scaler", lambda precision, device: torch.amp.GradScaler("cpu"))
 
@@ -39,7 +39,7 @@ def cpu_grad_scaler(monkeypatch: pytest.MonkeyPatch) -> None:
 def fake_cuda_graph_mode(monkeypatch: pytest.MonkeyPatch, skips: list[int]) -> list[str | None]:
     """Compile "reduce-overhead" on the CPU without compiling (torch.compile returns the function),
     with inductor's skip counter reading `skips` one value per call (the last repeats)."""
-    from benchmark import step as step_module
+    from benchmark.training import step as step_module
 
     modes: list[str | None] = []
 

@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 
 from benchmark.__main__ import main
-from benchmark.errors import ClaimsError
-from benchmark.report import build_report, load_results
+from benchmark import ClaimsError
+from benchmark.report import build_report
+from benchmark.results.read import load_results
 from benchmark.report import tables
-from benchmark.report.claims import check_models, load_claims
-from benchmark.report.provenance import mixed_provenance, provenance_summary
+from benchmark.analysis.claims import check_models, load_claims
+from benchmark.results.provenance import mixed_provenance, provenance_summary
 from benchmark.report.scorecard import scorecard_text
-from benchmark.report.student_t import t_cdf, t_quantile
-from benchmark.report.verdicts import CONTRADICTED, SUPPORTED, UNDECIDED, Side, compare, evaluate_claims
+from benchmark.analysis.student_t import t_cdf, t_quantile
+from benchmark.analysis.verdicts import CONTRADICTED, SUPPORTED, UNDECIDED, Side, compare, evaluate_claims
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 CLAIMS = FIXTURES / "claims"
@@ -34,7 +35,7 @@ def _verdicts(folder: Path) -> dict[str, object]:
 
 def test_packaged_claims_name_registered_models() -> None:
     claims = load_claims()
-    check_models(claims, "benchmark/reference/claims.yaml")  # what load_claims skips for the packaged file
+    check_models(claims, "benchmark/analysis/reference/claims.yaml")  # what load_claims skips for the packaged file
     ids = {claim.id for claim in claims}
     assert {"degradation", "cure-training", "cure-test", "depth-helps", "shortcut-options", "overfitting-1202",
             "residual-responses", "cure-imagenet"} <= ids
@@ -166,7 +167,7 @@ def test_welch_interval_with_unequal_spreads() -> None:
 
 
 # Student's t 97.5% quantiles from scipy 1.17.1 (scipy.special.stdtrit), recorded here: the project computes
-# them itself (benchmark/report/student_t.py) so that reports need not import scipy.
+# them itself (benchmark/analysis/student_t.py) so that reports need not import scipy.
 T_975 = {1: 12.706204736174694, 1.5: 6.016663104427929, 2: 4.302652729749462, 3: 3.1824463052837078,
          4: 2.7764451051977934, 4.075471698113207: 2.756284874359572, 5: 2.5705818356363146, 10: 2.228138851986274,
          30: 2.0422724563012378, 1000: 1.9623390808264083}

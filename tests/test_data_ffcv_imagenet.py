@@ -17,8 +17,9 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
 from benchmark.data import imagenet, preprocess
+from benchmark.data.loaders import build_imagenet_loaders
 from benchmark.data.beton import import_ffcv
-from benchmark.errors import DataError
+from benchmark import DataError
 from benchmark.data.sample_imagenet import photo_like, write_tree
 
 try:
@@ -165,7 +166,7 @@ def test_normalising_on_the_device_gives_the_same_batches(tree):
 def test_evaluation_views_match_the_torch_path(tree, ten_crop):
     _, val_beton = beton_paths(tree)
     ffcv_views = FfcvImagenetLoader(val_beton, 2, ten_crop=ten_crop, num_workers=1)
-    _, torch_views = imagenet.build_imagenet_loaders(tree, eval_batch_size=2, num_workers=0, ten_crop=ten_crop)
+    _, torch_views = build_imagenet_loaders(tree, eval_batch_size=2, num_workers=0, ten_crop=ten_crop)
     ours, theirs = list(ffcv_views.epoch(0)), list(torch_views.epoch(0))
     assert [len(y) for _, y in ours] == [2, 1] and all(torch.equal(a[1], b[1]) for a, b in zip(ours, theirs))
     x_ffcv = torch.cat([x for x, _ in ours])

@@ -13,7 +13,8 @@ from PIL import Image
 from torchvision import transforms
 
 from benchmark.data import imagenet
-from benchmark.errors import DataError
+from benchmark.data.loaders import build_imagenet_loaders
+from benchmark import DataError
 
 SIZES = [(300, 200), (180, 260), (96, 128), (500, 375)]  # (width, height): varied, some below 224
 
@@ -96,7 +97,7 @@ def test_ten_crop_predict_averages_the_probabilities():
 
 
 def test_torch_loaders(folder):
-    train, evaluation = imagenet.build_imagenet_loaders(folder, batch_size=4, eval_batch_size=2, num_workers=0)
+    train, evaluation = build_imagenet_loaders(folder, batch_size=4, eval_batch_size=2, num_workers=0)
     assert len(train) == 3 and len(evaluation) == 2 and train.num_examples == 12
     first = list(train.epoch(0))
     x, y = first[0]
@@ -104,7 +105,7 @@ def test_torch_loaders(folder):
     again = list(train.epoch(0))
     assert len(first) == len(again) == 3
     assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again))  # deterministic per epoch
-    _, ten = imagenet.build_imagenet_loaders(folder, batch_size=4, eval_batch_size=2, num_workers=0, ten_crop=True)
+    _, ten = build_imagenet_loaders(folder, batch_size=4, eval_batch_size=2, num_workers=0, ten_crop=True)
     assert next(iter(ten.epoch(0)))[0].shape == (2, 10, 3, 224, 224)
 
 
@@ -136,7 +137,7 @@ def test_undecodable_image_is_named(folder):
 def test_ffcv_loader_without_ffcv_gives_the_install_line(folder, monkeypatch):
     monkeypatch.setitem(sys.modules, "ffcv", None)  # makes `import ffcv` raise ImportError
     with pytest.raises(DataError) as info:
-        imagenet.build_imagenet_loaders(folder, loader="ffcv")
+        build_imagenet_loaders(folder, loader="ffcv")
     assert "pip install '.[ffcv]'" in str(info.value) and "libturbojpeg0-dev" in str(info.value)
 
 

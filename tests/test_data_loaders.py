@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from benchmark.data import build_loaders, load_cifar10, preprocess
-from benchmark.errors import DataError
+from benchmark import DataError
 
 BATCH = 50
 

@@ -14,13 +14,13 @@ from torch import nn
 
 from benchmark.data import build_loaders, load_cifar10
 from benchmark.data.torch_loader import TorchLoader
-from benchmark.data_parallel import Replicas
-from benchmark.errors import BenchmarkError, DataError
+from benchmark.training.data_parallel import Replicas
+from benchmark import BenchmarkError, DataError
 from benchmark.fleet.preflight import DRIVER_CPU, check_placement, driver_request
 from benchmark.fleet.ray_cluster import DRIVER_RESOURCE, ClusterError, Node
-from benchmark.schedule import LRSchedule
-from benchmark.spec import Resources, load_suite
-from benchmark.step import TrainStep, evaluate
+from benchmark.training.schedule import LRSchedule
+from benchmark.suite.spec import Resources, load_suite
+from benchmark.training.step import TrainStep, evaluate
 
 RANKS = 2
 BATCH = 16

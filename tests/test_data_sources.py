@@ -10,7 +10,7 @@ import pytest
 
 from benchmark.data import CLASS_NAMES, load_cifar10, resolve_auto
 from benchmark.data.cifar import ENV_VAR, SHARED_NPZ, split_45k
-from benchmark.errors import DataError
+from benchmark import DataError
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from fleet_support import REPO, check_complete, read_tables, rows_of, run_command, start_driver, tiny_suite, wait_for
 
 from benchmark.__main__ import main
-from benchmark.results import METRIC_COLUMNS
+from benchmark.results.tables import METRIC_COLUMNS
 
 def test_local_executor_trains_and_writes_tidy_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     suite = tiny_suite(tmp_path, steps=30, every=10)
@@ -91,10 +91,10 @@ def test_a_failing_trial_is_recorded_and_the_fleet_goes_on(tmp_path: Path, capsy
 
 
 def test_a_results_folder_continues_only_its_own_configuration(tmp_path: Path) -> None:
-    from benchmark.errors import SuiteError
+    from benchmark import SuiteError
     from benchmark.fleet.preflight import check_resumable
-    from benchmark.results import ResultsWriter
-    from benchmark.spec import load_suite
+    from benchmark.results.tables import ResultsWriter
+    from benchmark.suite.spec import load_suite
 
     trial = load_suite(tiny_suite(tmp_path, models="resnet20")).trials()[0]
     writer = ResultsWriter(tmp_path / "results" / "tiny")
@@ -193,7 +193,8 @@ def test_a_line_cut_mid_write_is_set_aside_and_every_whole_row_kept(tmp_path: Pa
     assert len(metrics) == 7 and list(metrics.columns) == list(METRIC_COLUMNS)
     assert pd.read_csv(tmp_path / "results" / "tiny" / "discarded_metrics.csv")["discarded_at_reason"].str.startswith("damaged line 4").all()
     # the report counts evaluation points against the recipe (20 steps / every 5), not the longest trial
-    from benchmark.report import load_results, tables
+    from benchmark.report import tables
+    from benchmark.results.read import load_results
 
     missing = tables.missing_table(load_results(tmp_path / "results" / "tiny")).set_index("trial_id")
     assert dict(missing["problem"]) == {"plain20-s0": "3 of 4 evaluation points"}
@@ -226,7 +227,7 @@ def test_a_corrupt_checkpoint_is_named_set_aside_and_the_trial_restarts_clean(tm
 def test_a_crafted_checkpoint_runs_no_code(tmp_path: Path) -> None:
     import torch
 
-    from benchmark.session import DirectorySession
+    from benchmark.training.session import DirectorySession
 
     marker = tmp_path / "pwned"
 
@@ -256,7 +257,7 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_once_space_is_freed(tmp_pat
                                                                           capsys: pytest.CaptureFixture[str]) -> None:
     import errno
 
-    from benchmark import results as results_module
+    from benchmark.results import tables as results_module
 
     written = []
     real_text = results_module._csv_text

@@ -68,8 +68,8 @@ def test_four_quarter_gpu_trials_run_at_once_on_a_one_gpu_node(tmp_path: Path, c
     cluster, _ = cluster
     cluster.add_node(num_cpus=1, num_gpus=1)  # logical GPUs: Ray accounts for them; there is no CUDA here
     cluster.wait_for_nodes()
-    from benchmark.fleet import run_suite
-    from benchmark.spec import load_suite
+    from benchmark.fleet.runner import run_suite
+    from benchmark.suite.spec import load_suite
 
     barrier = tmp_path / "barrier"
     barrier.mkdir()

@@ -87,8 +87,8 @@ def test_imagenet_suite_without_its_betons_is_refused_before_anything_starts(tmp
 
 
 def test_imagenet_suites_take_ffcv_or_torch_not_device(tmp_path: Path) -> None:
-    from benchmark.errors import SuiteError
-    from benchmark.spec import load_suite
+    from benchmark import SuiteError
+    from benchmark.suite.spec import load_suite
 
     suite = tmp_path / "imagenet_device.yaml"
     for loader in ("ffcv", "torch"):

@@ -140,7 +140,7 @@ def test_trials_import_the_shipped_package_not_the_driver_s_checkout(monkeypatch
     import ray
 
     from benchmark.fleet.ray_cluster import connect
-    from benchmark.provenance import package_hash
+    from benchmark.results.provenance import package_hash
 
     def imported_from() -> str:  # local: pickled by value, the workers cannot import this test module
         import benchmark

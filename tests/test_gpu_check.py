@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from benchmark.__main__ import main
-from benchmark.gpu_check import (
+from benchmark.throughput.gpu_check import (
     COLUMNS, PACKING_GOAL, SPEEDUP_GOAL, TOLERANCES, GpuCheckConfig, Outcome, exit_status, judge_ddp, judge_packing,
     judge_precision, judge_profile, judge_resume, judge_speedup, run_checks, summary,
 )
-from benchmark.gpu_runs import PrecisionRun
+from benchmark.throughput.gpu_runs import PrecisionRun
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 FALLING = [2.7 - 0.08 * i for i in range(30)]  # a reference loss curve: 2.70 down to 0.38
@@ -125,7 +125,7 @@ def test_ddp_verdicts() -> None:
 
 
 def test_ddp_is_skipped_with_fewer_gpus_than_ranks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from benchmark.gpu_check import check_ddp
+    from benchmark.throughput.gpu_check import check_ddp
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # as on the one-GPU machines
     [skipped] = check_ddp(CUDA, tmp_path, GpuCheckConfig())
@@ -228,7 +228,7 @@ def test_the_command_starts_without_pydantic_or_ray() -> None:
 
 
 def test_the_precision_check_runs_on_the_cpu(tmp_path: Path) -> None:
-    from benchmark.gpu_check import check_precision
+    from benchmark.throughput.gpu_check import check_precision
 
     config = GpuCheckConfig(precisions=("fp32", "bf16"), compiled=(False,), precision_steps=3)
     outcomes = check_precision(CPU, tmp_path, config)
@@ -240,7 +240,7 @@ def test_the_precision_check_runs_on_the_cpu(tmp_path: Path) -> None:
 
 
 def test_the_resume_check_runs_on_the_cpu(tmp_path: Path) -> None:
-    from benchmark.gpu_check import check_resume
+    from benchmark.throughput.gpu_check import check_resume
 
     outcomes = check_resume(CPU, tmp_path, GpuCheckConfig(resume_steps=4, resume_batch_size=32))
     assert [o.status for o in outcomes] == ["pass"] * 3, outcomes
@@ -250,7 +250,7 @@ def test_the_resume_check_runs_on_the_cpu(tmp_path: Path) -> None:
 
 def test_the_speedup_measurement_runs_on_the_cpu() -> None:
     from benchmark.data import load_cifar10
-    from benchmark.speedup import measure_epoch_speedup
+    from benchmark.throughput.speedup import measure_epoch_speedup
 
     data = load_cifar10("synthetic", synthetic_size=640)
     result = measure_epoch_speedup("resnet20", data, CPU, precision="fp32", steps=2, warmup=1, rounds=1,
@@ -261,7 +261,7 @@ def test_the_speedup_measurement_runs_on_the_cpu() -> None:
 
 def test_the_ddp_check_runs_on_the_cpu_with_gloo(tmp_path: Path) -> None:
     # The GPU check's path with its other backend: 2 processes, gloo instead of NCCL, ranks on the CPU.
-    from benchmark.gpu_check import check_ddp
+    from benchmark.throughput.gpu_check import check_ddp
 
     [outcome] = check_ddp(CPU, tmp_path, GpuCheckConfig(ddp_steps=2))
     assert (outcome.status, outcome.value) == ("pass", 0.0), outcome

@@ -13,7 +13,7 @@ import torch
 from benchmark import hardware
 from benchmark.__main__ import main
 from benchmark.hardware import Hardware, PrecisionError
-from benchmark.spec import load_suite
+from benchmark.suite.spec import fit_suite_precision, load_suite
 
 AVX512_BF16 = Hardware(kind="cpu", name="AMD EPYC 9004", cpu_model="AMD EPYC 9004", cores=2, cpu_capability="AVX512",
                        native_bf16=True)
@@ -130,8 +130,8 @@ def suite_file(tmp_path: Path, precision: str) -> Path:
 
 def test_suite_precision_is_fitted_to_the_cpu(tmp_path: Path, avx2_machine: None) -> None:
     suite = load_suite(suite_file(tmp_path, "auto"))
-    assert hardware.fit_suite_precision(suite)[0].precision == "fp32"
-    fitted, note = hardware.fit_suite_precision(load_suite(suite_file(tmp_path, "bf16")))
+    assert fit_suite_precision(suite)[0].precision == "fp32"
+    fitted, note = fit_suite_precision(load_suite(suite_file(tmp_path, "bf16")))
     assert fitted.precision == "fp32" and "no native bf16" in note
     assert {t.precision for t in fitted.trials()} == {"fp32"}
 

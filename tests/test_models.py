@@ -10,7 +10,7 @@ import torch
 import torchvision
 from torch import nn
 
-from benchmark.errors import ModelError
+from benchmark import ModelError
 from benchmark.models import (
     BasicBlock,
     PreActBasicBlock,

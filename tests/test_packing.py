@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.__main__ import main
-from benchmark.packing import COLUMNS
+from benchmark.throughput.packing import COLUMNS
 
 CORES = len(os.sched_getaffinity(0))
 TINY = ["--model", "resnet20", "--batch-size", "16", "--precision", "fp32", "--channels-last", "off",
@@ -105,7 +105,7 @@ def test_a_ray_already_running_in_the_process_is_refused(tmp_path: Path, capsys:
 def test_a_trial_that_fails_is_one_line_and_appends_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from benchmark import packing
+    from benchmark.throughput import packing
 
     def out_of_memory(self: packing.PackedTrial, steps: int) -> None:
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\n(the rest of torch's message)")
@@ -127,7 +127,7 @@ def test_cuda_n_is_named_by_its_physical_id(monkeypatch: pytest.MonkeyPatch, vis
                                             physical: str) -> None:
     import torch
 
-    from benchmark.packing import physical_gpu
+    from benchmark.throughput.packing import physical_gpu
 
     if visible is None:
         monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
@@ -139,8 +139,8 @@ def test_cuda_n_is_named_by_its_physical_id(monkeypatch: pytest.MonkeyPatch, vis
 def test_a_device_outside_cuda_visible_devices_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from benchmark.errors import BenchmarkError
-    from benchmark.packing import physical_gpu
+    from benchmark import BenchmarkError
+    from benchmark.throughput.packing import physical_gpu
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
     with pytest.raises(BenchmarkError, match="CUDA_VISIBLE_DEVICES=5,7 has no GPU 2"):
@@ -154,7 +154,7 @@ def test_trials_sharing_cuda_1_are_given_that_gpu(monkeypatch: pytest.MonkeyPatc
     import ray
     import torch
 
-    from benchmark.packing import actor_options, gpu_placement, private_ray
+    from benchmark.throughput.packing import actor_options, gpu_placement, private_ray
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
     device = torch.device("cuda", 1)

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import findings, planner
+from benchmark.analysis import findings
+from benchmark.fleet import planner
 from benchmark.__main__ import main
-from benchmark.findings import Observation
-from benchmark.planner import BudgetError, TrialCost
-from benchmark.recipes import CIFAR10_HE2015, CIFAR10_HE2015_SCALED, IMAGENET_HE2015, RECIPES
-from benchmark.spec import load_suite
+from benchmark.analysis.findings import Observation
+from benchmark.fleet.planner import BudgetError, TrialCost
+from benchmark.suite.recipes import CIFAR10_HE2015, CIFAR10_HE2015_SCALED, IMAGENET_HE2015, RECIPES
+from benchmark.suite.spec import load_suite
 
 # Seconds per step, per evaluation and to start, as measured on a 2-core CPU (one thread per trial).
 COSTS = {
@@ -162,7 +163,7 @@ def test_run_budget_plans_from_measured_costs_and_prints_the_plan(
     monkeypatch.setattr(planner, "measure_costs", lambda suite, threads: COSTS)
     monkeypatch.setattr("benchmark.hardware.peak_tflops", lambda *args, **kwargs: 0.1)
     seen = {}
-    monkeypatch.setattr("benchmark.fleet.run_suite", lambda suite, **kwargs: seen.setdefault("suite", suite) and {})
+    monkeypatch.setattr("benchmark.fleet.runner.run_suite", lambda suite, **kwargs: seen.setdefault("suite", suite) and {})
     monkeypatch.setattr("benchmark.report.scorecard.print_scorecard", lambda folder: None)  # nothing ran
     assert main(["run", str(suite_path), "--budget", "30m", "--results", str(tmp_path / "results"), "--no-report"]) == 0
     out = capsys.readouterr().out

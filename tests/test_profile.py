@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from benchmark.__main__ import main
-from benchmark.profile import COLUMNS, load_config
+from benchmark.suite.profile_grid import load_config
+from benchmark.throughput.profile import COLUMNS
 
 TINY = ["--models", "resnet20", "--batch-sizes", "4", "--precisions", "fp32", "--channels-last", "off",
         "--compile", "off", "--warmup", "1", "--iters", "2", "--device", "cpu"]
@@ -107,7 +108,7 @@ def test_cuda_timing_records_its_events_on_the_measured_devices_stream(monkeypat
     # `profile --device cuda:1` recorded its events on the current device's (cuda:0's) stream.
     import torch
 
-    from benchmark import profile
+    from benchmark.throughput import profile
 
     device = torch.device("cuda", 1)
     recorded: list[object] = []
@@ -138,7 +139,7 @@ def test_every_configuration_is_measured_with_its_device_current(monkeypatch: py
 
     import torch
 
-    from benchmark import profile
+    from benchmark.throughput import profile
 
     device = torch.device("cuda", 1)
     current: list[object] = []

@@ -18,11 +18,11 @@ from benchmark.__main__ import main
 from benchmark.fleet.curves import TrainingCurves
 from benchmark.fleet.progress import LiveView, TrialProgress, console_view
 from benchmark.fleet.recorder import FleetRecorder
-from benchmark.heartbeat import Heartbeat
-from benchmark.results import ResultsWriter
-from benchmark.session import DirectorySession
-from benchmark.spec import load_suite
-from benchmark.train import train_trial
+from benchmark.training.heartbeat import Heartbeat
+from benchmark.results.tables import ResultsWriter
+from benchmark.training.session import DirectorySession
+from benchmark.suite.spec import load_suite
+from benchmark.training.train import train_trial
 
 REPO = Path(__file__).resolve().parent.parent
 ANSI = re.compile(r"\x1b\[")
@@ -88,7 +88,7 @@ def test_the_first_beat_comes_within_30_s_of_the_first_training_step(step_s: flo
 
 
 def test_train_trial_beats_between_evaluations_without_adding_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("benchmark.train.Heartbeat", partial(Heartbeat, every_s=0.0))  # a beat every step
+    monkeypatch.setattr("benchmark.training.train.Heartbeat", partial(Heartbeat, every_s=0.0))  # a beat every step
     trial = load_suite(tiny_suite(tmp_path)).trials()[0]
     rows: list[dict] = []
     beats: list[dict] = []
@@ -216,18 +216,18 @@ def test_the_recorder_pickles_without_its_view_and_open_writers(tmp_path: Path) 
 
 
 def test_heartbeats_cross_ray_tune_to_the_view_and_never_into_the_tables(tmp_path: Path) -> None:
-    from benchmark.fleet import run_suite
+    from benchmark.fleet.runner import run_suite
 
     def beating_trainable(config: dict, arrays_ref: object = None, filesystem: object = None) -> None:
         # The fleet's Ray trial with a heartbeat after every step, set inside the Ray worker (a
         # function defined here travels by value; the test module is not importable there).
         from functools import partial
 
-        import benchmark.train
+        import benchmark.training.train
         from benchmark.fleet.ray_trial import ray_trainable
-        from benchmark.heartbeat import Heartbeat
+        from benchmark.training.heartbeat import Heartbeat
 
-        benchmark.train.Heartbeat = partial(Heartbeat, every_s=0.0)
+        benchmark.training.train.Heartbeat = partial(Heartbeat, every_s=0.0)
         ray_trainable(config, arrays_ref, filesystem)
 
     view = RecordingView()

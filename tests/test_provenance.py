@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.provenance import code_version
+from benchmark.results.provenance import code_version
 
 
 def _git(*args: str, cwd: Path) -> None:

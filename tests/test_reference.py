@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.reference import PAPER_TABLES, paper_numbers, paper_table, reference_error, reproductions
+from benchmark.analysis.reference import PAPER_TABLES, paper_numbers, paper_table, reference_error, reproductions
 
 
 def _values(table: int, metric: str = "top1_error", statistic: str | None = None) -> dict[str, float]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from benchmark.models import list_models, model_info
-from benchmark.recipes import (
+from benchmark.suite.recipes import (
     CIFAR10_HE2016,
     CIFAR10_HUANG2017,
     CIFAR10_SRIVASTAVA2015,
@@ -16,15 +16,15 @@ from benchmark.recipes import (
     RECIPES,
     Recipe,
 )
-from benchmark.reference import paper_table
-from benchmark.reference.relatives import (
+from benchmark.analysis.reference import paper_table
+from benchmark.analysis.reference.relatives import (
     SOURCES,
     is_paper_model,
     own_number,
     published_parameters,
     relatives_numbers,
 )
-from benchmark.schedule import LRSchedule
+from benchmark.training.schedule import LRSchedule
 
 
 def _errors(source: str, table: str) -> dict[str, float]:

@@ -12,12 +12,13 @@ import torch
 
 from benchmark.__main__ import main
 from benchmark.models import list_models, model_info
-from benchmark.profile import load_config
-from benchmark.recipes import PAPER_RECIPES
-from benchmark.report import build_report, load_results, tables
+from benchmark.suite.profile_grid import load_config
+from benchmark.suite.recipes import PAPER_RECIPES
+from benchmark.report import build_report, tables
+from benchmark.results.read import load_results
 from benchmark.report.relatives import paper_nets, relatives_table, throughput_table
-from benchmark.results import ResultsWriter
-from benchmark.spec import load_suite
+from benchmark.results.tables import ResultsWriter
+from benchmark.suite.spec import load_suite
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
 OWN_RECIPE_SUITES = ["relatives_he2016", "relatives_zagoruyko2016", "relatives_xie2017", "relatives_huang2017",

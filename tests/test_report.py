@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.report import build_report, load_results
+from benchmark.report import build_report
+from benchmark.results.read import load_results
 from benchmark.report import tables
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
@@ -198,8 +199,8 @@ def test_report_from_pending_only(tmp_path: Path) -> None:
 
 
 def test_reads_what_the_results_writer_writes(tmp_path: Path) -> None:
-    """The project's own writer (benchmark.results) and this reader agree on the format (NaN, bools, blanks)."""
-    from benchmark.results import ResultsWriter
+    """The project's own writer (benchmark.results.tables) and this reader agree on the format (NaN, bools, blanks)."""
+    from benchmark.results.tables import ResultsWriter
 
     writer = ResultsWriter(tmp_path / "written")
     common = {"suite": "written", "family": "cifar", "preact": False, "dataset": "cifar10", "data_source": "synthetic",
@@ -273,7 +274,7 @@ def test_runs_without_optional_provenance_columns_still_report(tmp_path: Path) -
 
 
 def test_the_report_says_when_the_recipe_was_scaled(tmp_path: Path) -> None:
-    """A time-budgeted CPU run (benchmark/planner.py) trains cifar10_he2015_scaled: the report says
+    """A time-budgeted CPU run (benchmark/fleet/planner.py) trains cifar10_he2015_scaled: the report says
     its drops were scaled to the run's length, and does not for the paper's own recipe."""
     folder = tmp_path / "suite"
     shutil.copytree(FIXTURES / "cifar_mini", folder)

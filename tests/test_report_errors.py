@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from benchmark.__main__ import main
-from benchmark.errors import ResultsError
-from benchmark.report import build_report, load_results
+from benchmark import ResultsError
+from benchmark.report import build_report
+from benchmark.results.read import load_results
 
 CIFAR = Path(__file__).parent / "fixtures" / "results" / "cifar_mini"
 

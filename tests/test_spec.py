@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.errors import SuiteError
-from benchmark.recipes import CIFAR10_HE2015, IMAGENET_HE2015
-from benchmark.spec import load_suite
+from benchmark import SuiteError
+from benchmark.suite.recipes import CIFAR10_HE2015, IMAGENET_HE2015
+from benchmark.suite.spec import load_suite
 
 SUITES = sorted(Path(__file__).resolve().parent.parent.joinpath("suites").glob("*.yaml"))
 

@@ -13,8 +13,8 @@ from torch import nn
 
 from step_support import Overflow, cpu_grad_scaler, fake_cuda_graph_mode
 
-from benchmark.errors import BenchmarkError
-from benchmark.step import TrainStep, evaluate
+from benchmark import BenchmarkError
+from benchmark.training.step import TrainStep, evaluate
 
 CPU = torch.device("cpu")
 
@@ -246,7 +246,7 @@ def test_evaluate_averages_the_softmax_over_crops() -> None:
 def test_an_overflowing_step_is_counted_and_skipped_by_the_grad_scaler(monkeypatch: pytest.MonkeyPatch) -> None:
     # Issue 14.2: one overflowing fp16 step made the interval's loss NaN and ended the trial,
     # although GradScaler skipped that step. It is counted on the device instead.
-    from benchmark.step import state_is_finite
+    from benchmark.training.step import state_is_finite
 
     cpu_grad_scaler(monkeypatch)
     model = Overflow({1}).attach(tiny_convnet())
@@ -267,7 +267,7 @@ def test_an_overflowing_step_is_counted_and_skipped_by_the_grad_scaler(monkeypat
 
 def test_without_a_scaler_an_overflowing_step_poisons_the_weights() -> None:
     # fp32/bf16 have no scaler: the NaN gradient reaches the weights, and training cannot recover.
-    from benchmark.step import state_is_finite
+    from benchmark.training.step import state_is_finite
 
     model = Overflow({1}).attach(tiny_convnet())
     step = TrainStep(model, sgd(model), CPU)
@@ -302,7 +302,7 @@ def test_the_grad_scaler_state_round_trips(monkeypatch: pytest.MonkeyPatch) -> N
 ])
 def test_cuda_graph_verdict_from_recorded_counters(skips: int, before: list[int], after: list[int],
                                                     steps: int, problem: str | None) -> None:
-    from benchmark.step import cuda_graph_problem
+    from benchmark.training.step import cuda_graph_problem
 
     found = cuda_graph_problem(skips, before, after, steps)
     assert found is None if problem is None else problem in found
@@ -333,7 +333,7 @@ def test_verify_cuda_graphs_falls_back_to_the_plain_compiled_step(
 def test_a_real_cuda_graph_skip_on_the_cpu_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
     # Inductor declines CUDA graphs for CPU tensors and counts it as a skip: the same signal a GPU
     # trial gets when a graph is skipped, here through a real compile.
-    from benchmark import step as step_module
+    from benchmark.training import step as step_module
 
     monkeypatch.setattr(step_module, "compile_mode", lambda device: "reduce-overhead")
     model = tiny_convnet()

@@ -9,12 +9,12 @@ import pytest
 
 from step_support import Overflow, cpu_grad_scaler, fake_cuda_graph_mode
 
-from benchmark.checkpoint import read_payload
-from benchmark.recipes import CIFAR10_HE2015, IMAGENET_HE2015
-from benchmark.schedule import LRSchedule
-from benchmark.session import DirectorySession
-from benchmark.spec import load_suite
-from benchmark.train import train_trial
+from benchmark.training.checkpoint import read_payload
+from benchmark.suite.recipes import CIFAR10_HE2015, IMAGENET_HE2015
+from benchmark.training.schedule import LRSchedule
+from benchmark.training.session import DirectorySession
+from benchmark.suite.spec import load_suite
+from benchmark.training.train import train_trial
 
 
 def test_resnet110_warms_up_until_training_error_below_80_percent() -> None:
@@ -113,7 +113,7 @@ def test_warm_up_inside_a_trial(tmp_path: Path, until_error: float, max_warmup: 
 
 
 def test_a_node_without_the_data_fails_its_trial_in_one_line_naming_the_node(tmp_path: Path) -> None:
-    from benchmark.errors import DataError
+    from benchmark import DataError
 
     suite = tmp_path / "imagenet.yaml"
     suite.write_text(f"""
@@ -137,10 +137,10 @@ def test_a_checkpoint_restores_its_cpu_state_on_any_map_location(tmp_path: Path)
     # plays the GPU here: every tensor moves there, and what must stay on the CPU has to survive.
     import torch
 
-    from benchmark.checkpoint import PAYLOAD_FILE
+    from benchmark.training.checkpoint import PAYLOAD_FILE
     from benchmark.models import build_model
-    from benchmark.step import TrainStep
-    from benchmark.train import _restore_state
+    from benchmark.training.step import TrainStep
+    from benchmark.training.train import _restore_state
 
     trial = load_suite(suite_file(tmp_path, "{name: cifar10_he2015, batch_size: 32, max_steps: 4}")).trials()[0]
     train_trial(trial, DirectorySession(lambda row: None, tmp_path / "ckpt"), threads=1)
@@ -166,7 +166,7 @@ def test_the_cuda_rng_state_travels_as_cpu_bytes(monkeypatch: pytest.MonkeyPatch
     # torch.cuda.set_rng_state takes a CPU ByteTensor; the state is saved for the trial's own device.
     import torch
 
-    from benchmark.train import restore_rng, rng_state
+    from benchmark.training.train import restore_rng, rng_state
 
     cuda1 = torch.device("cuda", 1)
     generator_state = torch.arange(16, dtype=torch.uint8)
@@ -183,7 +183,7 @@ def test_the_cuda_rng_state_travels_as_cpu_bytes(monkeypatch: pytest.MonkeyPatch
 def test_a_version_1_checkpoint_rng_tensor_still_restores() -> None:
     import torch
 
-    from benchmark.train import restore_rng
+    from benchmark.training.train import restore_rng
 
     state = torch.get_rng_state()
     expected = torch.rand(3)
@@ -244,7 +244,7 @@ def test_without_a_scaler_one_overflowing_step_is_divergence(tmp_path: Path, mon
     (False, 0, 500, True), (True, 0, 0, False),
 ])
 def test_divergence_rule(finite: bool, nonfinite: int, steps: int, diverged: bool) -> None:
-    from benchmark.train import MAX_NONFINITE_SHARE, judge_divergence
+    from benchmark.training.train import MAX_NONFINITE_SHARE, judge_divergence
 
     assert MAX_NONFINITE_SHARE == 0.5
     assert judge_divergence(finite, nonfinite, steps) is diverged
@@ -293,10 +293,10 @@ def test_tf32_and_deterministic_hold_during_the_trial_and_are_recorded(tmp_path:
 
 
 def test_peak_memory_is_recorded_and_memory_released_even_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import benchmark.train
+    import benchmark.training.train
 
     released: list[str] = []
-    monkeypatch.setattr(benchmark.train, "release_memory", lambda device: released.append(device.type))
+    monkeypatch.setattr(benchmark.training.train, "release_memory", lambda device: released.append(device.type))
     trial = load_suite(suite_file(tmp_path, "{name: cifar10_he2015, batch_size: 32, max_steps: 4}")).trials()[0]
     row = train_trial(trial, DirectorySession(lambda row: None), threads=1)
     assert row["peak_memory_mb"] > 0 and released == ["cpu"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.data.cifar import CifarData
-from benchmark.errors import DataError
+from benchmark import DataError
 from benchmark.hardware import cores
 
 FIELD_MODES = ("raw", "jpeg")

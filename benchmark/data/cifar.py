@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.data import jpeg_npz, synthetic
-from benchmark.errors import DataError
+from benchmark import DataError
+from benchmark.hardware import default_cache_dir
 
 SOURCES = ("auto", "torchvision", "jpeg75", "synthetic")
 SPLITS = ("train50k", "train45k")
@@ -56,7 +57,7 @@ class CifarData:
 
 def default_root() -> Path:
     """The data root for the official batches: ``~/.cache/resnet-benchmark/cifar10``."""
-    return jpeg_npz.default_cache_dir() / "cifar10"
+    return default_cache_dir() / "cifar10"
 
 
 def _batches_folder(folder: Path) -> Path | None:

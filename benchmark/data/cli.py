@@ -9,7 +9,8 @@ from pathlib import Path
 from benchmark.data import jpeg_npz
 from benchmark.data.cifar import SOURCES, SPLITS, load_cifar10
 from benchmark.data.imagenet import TRAIN_SCALE
-from benchmark.errors import DataError
+from benchmark import DataError
+from benchmark.hardware import default_cache_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,7 +64,7 @@ def _source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", type=Path, default=None,
                         help="folder with cifar-10-batches-py, or the JPEG npz file (imagenet: train/ and val/)")
     parser.add_argument("--cache-dir", type=Path, default=None,
-                        help=f"decoded-array cache (default {jpeg_npz.default_cache_dir()})")
+                        help=f"decoded-array cache (default {default_cache_dir()})")
     parser.add_argument("--seed", type=int, default=0, help="synthetic data and 45k/5k split seed")
     parser.add_argument("--synthetic-size", type=int, default=2000)
     parser.add_argument("--no-download", action="store_true", help="never download the official batches")
@@ -79,7 +80,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     print(f"source: {data.source} (asked for {args.source})")
     print(f"from: {data.location}")
     if data.source == "jpeg75":
-        print(f"decoded cache: {args.cache_dir or jpeg_npz.default_cache_dir()}")
+        print(f"decoded cache: {args.cache_dir or default_cache_dir()}")
         print("note: JPEG quality 75 copy of CIFAR-10 (lossy); results on it must say so")
     print(f"split: {data.split}: train {data.x_train.shape} / {data.eval_split} {data.x_eval.shape}")
     means = data.x_train.reshape(-1, 3).mean(axis=0)

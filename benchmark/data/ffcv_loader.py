@@ -34,7 +34,7 @@ from ffcv.traversal_order.base import TraversalOrder
 
 from benchmark.data import preprocess
 from benchmark.data.epochs import EpochLoader
-from benchmark.errors import BenchmarkError
+from benchmark import BenchmarkError
 
 
 @numba.njit(inline="always")

@@ -27,9 +27,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 from torchvision.transforms import functional as TF
 
-from benchmark.data.epochs import EpochLoader
-from benchmark.data.torch_loader import TorchLoader
-from benchmark.errors import DataError
+from benchmark import DataError
 from benchmark.hardware import cores
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -228,38 +226,3 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.split.samples[index]
         return self.transform(open_rgb(path)), label
-
-
-def build_imagenet_loaders(root: str | Path, batch_size: int = 256, device: torch.device | str = "cpu",
-                           seed: int = 0, eval_batch_size: int = 100, num_workers: int = 2,
-                           ten_crop: bool = False, shuffle: bool = True, loader: str = "torch",
-                           shard: tuple[int, int] = (0, 1)) -> tuple[EpochLoader, EpochLoader]:
-    """(train_loader, eval_loader) with the loader interface of :func:`benchmark.data.build_loaders`.
-    The eval loader yields (B, 3, 224, 224) centre crops, or (B, 10, 3, 224, 224) with ``ten_crop``
-    (``evaluate`` and :func:`ten_crop_predict` average over the crops).
-
-    ``loader="torch"``: the JPEG tree through torch's DataLoader and the transforms above (PIL).
-    ``loader="ffcv"``: the same pipeline through FFCV over ``root/ffcv``'s betons
-    (:mod:`benchmark.data.ffcv_imagenet`; a DataError says how to install FFCV or write the betons);
-    ``shard=(rank, ranks)``: a data-parallel rank's loaders; ``batch_size`` is the global batch, of
-    which each rank takes ``batch_size / ranks`` per step, and evaluation covers each image once over
-    all ranks. The torch loader takes the rank's slice of each single-process global batch; FFCV
-    (``distributed=True``, under the initialised process group) every ``ranks``-th image of the epoch's order.
-    """
-    rank, ranks = shard
-    if loader == "ffcv":
-        from benchmark.data.beton import import_ffcv
-
-        import_ffcv()  # a DataError with the install line when FFCV is missing
-        from benchmark.data.ffcv_imagenet import build_ffcv_imagenet_loaders
-
-        return build_ffcv_imagenet_loaders(root, batch_size // ranks, device, seed, eval_batch_size, num_workers,
-                                           ten_crop, shuffle, distributed=ranks > 1)
-    if loader != "torch":
-        raise DataError(f"unknown imagenet loader {loader!r}; expected 'torch' or 'ffcv'")
-    train, val = load_imagenet(root)
-    return (TorchLoader(ImageFolderDataset(train, train_transform()), batch_size, device, seed,
-                        shuffle=shuffle, drop_last=True, num_workers=num_workers, shard=shard),
-            TorchLoader(ImageFolderDataset(val, ten_crop_transform() if ten_crop else eval_transform()),
-                        eval_batch_size, device, seed, shuffle=False, drop_last=False, num_workers=num_workers,
-                        shard=shard))

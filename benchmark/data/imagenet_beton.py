@@ -20,6 +20,7 @@ the file and the command that rewrites it.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from PIL import Image
@@ -27,8 +28,7 @@ from PIL import Image
 from benchmark.data.beton import write_beton
 from benchmark.data.imagenet import (TRAIN_SCALE, ImageFolderSplit, check_images, folder_fingerprint, load_imagenet,
                                      open_rgb)
-from benchmark.errors import DataError
-from benchmark.results import atomic_write_text
+from benchmark import DataError
 
 # Version 1: two fields (image: RGBImageField, label: IntField), shorter side capped, this sidecar.
 # Bump when the layout changes, so that betons of an older writer are named and rewritten.
@@ -100,7 +100,10 @@ def write_imagenet_betons(root: str | Path, out_dir: str | Path | None = None, f
                   "images": len(split), "classes": len(split.classes), "fingerprint": fingerprint,
                   "fields": fields, "jpeg_quality": jpeg_quality, "max_shorter_side": max_shorter_side,
                   "beton_bytes": path.stat().st_size}
-        atomic_write_text(sidecar, json.dumps(record, indent=2) + "\n")
+        # Written beside its beton and moved into place: a reader never sees half a record.
+        tmp = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(tmp, sidecar)
     return targets[0], targets[1]
 
 

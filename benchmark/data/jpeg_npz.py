@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.errors import DataError
-from benchmark.hardware import cores
+from benchmark import DataError
+from benchmark.hardware import cores, default_cache_dir
 
 KNOWN_NAME = "cifar10_jpeg75.npz"
 KNOWN_SHA256 = "3b3e60277fe11bcaf2c6b325ea2987c050135755a01121f2dea28b7d3da97a9e"
@@ -63,12 +63,6 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
-
-
-def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/resnet-benchmark`` (``~/.cache/resnet-benchmark`` by default)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "resnet-benchmark"
 
 
 def verify_npz(path: Path) -> str:

@@ -1,4 +1,5 @@
-"""``build_loaders``: one interface over the three CIFAR-10 loaders ("device", "ffcv", "torch").
+"""``build_loaders``: one interface over the three CIFAR-10 loaders ("device", "ffcv", "torch"); and
+``build_imagenet_loaders``: the same interface over an ImageNet folder ("torch", "ffcv").
 
 Every loader yields ``(x, y)`` with ``x`` float32 NCHW (``x / 255 - mean_image / 255``, the
 paper's per-pixel mean subtraction, Section 4.2) and ``y`` int64, both on ``device``; ``len()`` is
@@ -13,12 +14,13 @@ from pathlib import Path
 
 import torch
 
-from benchmark.data import jpeg_npz, preprocess
+from benchmark import DataError
+from benchmark.data import preprocess
 from benchmark.data.cifar import CifarData
 from benchmark.data.device_loader import DeviceLoader
 from benchmark.data.epochs import EpochLoader
-from benchmark.data.torch_loader import cifar_torch_loader
-from benchmark.errors import DataError
+from benchmark.data.torch_loader import TorchLoader, cifar_torch_loader
+from benchmark.hardware import default_cache_dir
 
 LOADERS = ("device", "ffcv", "torch")
 
@@ -69,7 +71,45 @@ def build_loaders(data: CifarData, loader: str = "device", batch_size: int = 128
     import_ffcv()  # a DataError with install instructions when FFCV is missing
     from benchmark.data.ffcv_loader import FfcvLoader
 
-    beton_dir = Path(beton_dir) if beton_dir is not None else jpeg_npz.default_cache_dir() / "beton"
+    beton_dir = Path(beton_dir) if beton_dir is not None else default_cache_dir() / "beton"
     train_beton, eval_beton = write_cifar_betons(data, beton_dir, fields="raw", num_workers=num_workers)
     return (FfcvLoader(train_beton, mean, num_workers=num_workers, **train_options),
             FfcvLoader(eval_beton, mean, num_workers=num_workers, **eval_options))
+
+
+def build_imagenet_loaders(root: str | Path, batch_size: int = 256, device: torch.device | str = "cpu",
+                           seed: int = 0, eval_batch_size: int = 100, num_workers: int = 2,
+                           ten_crop: bool = False, shuffle: bool = True, loader: str = "torch",
+                           shard: tuple[int, int] = (0, 1)) -> tuple[EpochLoader, EpochLoader]:
+    """(train_loader, eval_loader) with the loader interface of :func:`build_loaders`.
+    The eval loader yields (B, 3, 224, 224) centre crops, or (B, 10, 3, 224, 224) with ``ten_crop``
+    (``evaluate`` and :func:`benchmark.data.imagenet.ten_crop_predict` average over the crops).
+
+    ``loader="torch"``: the JPEG tree through torch's DataLoader and the transforms of
+    :mod:`benchmark.data.imagenet` (PIL).
+    ``loader="ffcv"``: the same pipeline through FFCV over ``root/ffcv``'s betons
+    (:mod:`benchmark.data.ffcv_imagenet`; a DataError says how to install FFCV or write the betons);
+    ``shard=(rank, ranks)``: a data-parallel rank's loaders; ``batch_size`` is the global batch, of
+    which each rank takes ``batch_size / ranks`` per step, and evaluation covers each image once over
+    all ranks. The torch loader takes the rank's slice of each single-process global batch; FFCV
+    (``distributed=True``, under the initialised process group) every ``ranks``-th image of the epoch's order.
+    """
+    rank, ranks = shard
+    if loader == "ffcv":
+        from benchmark.data.beton import import_ffcv
+
+        import_ffcv()  # a DataError with the install line when FFCV is missing
+        from benchmark.data.ffcv_imagenet import build_ffcv_imagenet_loaders
+
+        return build_ffcv_imagenet_loaders(root, batch_size // ranks, device, seed, eval_batch_size, num_workers,
+                                           ten_crop, shuffle, distributed=ranks > 1)
+    if loader != "torch":
+        raise DataError(f"unknown imagenet loader {loader!r}; expected 'torch' or 'ffcv'")
+    from benchmark.data import imagenet  # here: PIL and torchvision's transforms, for ImageNet only
+
+    train, val = imagenet.load_imagenet(root)
+    eval_transform = imagenet.ten_crop_transform() if ten_crop else imagenet.eval_transform()
+    return (TorchLoader(imagenet.ImageFolderDataset(train, imagenet.train_transform()), batch_size, device, seed,
+                        shuffle=shuffle, drop_last=True, num_workers=num_workers, shard=shard),
+            TorchLoader(imagenet.ImageFolderDataset(val, eval_transform), eval_batch_size, device, seed,
+                        shuffle=False, drop_last=False, num_workers=num_workers, shard=shard))

@@ -16,8 +16,8 @@ from pathlib import Path
 from benchmark.data import CifarData, load_cifar10
 from benchmark.data.imagenet import folder_fingerprint
 from benchmark.data.imagenet_beton import check_imagenet_betons
-from benchmark.errors import DataError
-from benchmark.spec import DataSpec, Suite
+from benchmark import DataError
+from benchmark.suite.spec import DataSpec, Suite
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from benchmark.fleet.dataset import SuiteData
 from benchmark.fleet.recorder import FleetRecorder
-from benchmark.spec import Trial
+from benchmark.suite.spec import Trial
 
 
 @dataclass(frozen=True, eq=False)
@@ -22,7 +22,7 @@ class FleetPlan:
 
     state_dir: Path           # the results folder's machine-local state (_state/)
     data: SuiteData           # resolved once; every trial gets exactly this
-    package_hash: str         # the code every trial must run (benchmark.provenance.package_hash)
+    package_hash: str         # the code every trial must run (benchmark.results.provenance.package_hash)
     resume: dict[str, str] = field(default_factory=dict)  # trial_id -> recorded checkpoint location
 
     def dispatched(self, trial: Trial) -> Trial:

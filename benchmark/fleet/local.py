@@ -10,12 +10,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmark.checkpoint import PAYLOAD_FILE
-from benchmark.errors import BenchmarkError, ResultsError
+from benchmark.training.checkpoint import PAYLOAD_FILE
+from benchmark import BenchmarkError, ResultsError
 from benchmark.fleet.executor import FleetPlan
 from benchmark.fleet.recorder import FleetRecorder
-from benchmark.session import DirectorySession
-from benchmark.spec import Trial
+from benchmark.training.session import DirectorySession
+from benchmark.suite.spec import Trial
 
 
 class _LocalSession(DirectorySession):
@@ -47,7 +47,7 @@ class LocalExecutor:
         return str(directory.resolve()) if (directory / PAYLOAD_FILE).is_file() else None
 
     def run(self, trials: list[Trial], recorder: FleetRecorder, plan: FleetPlan) -> None:
-        from benchmark.train import train_trial
+        from benchmark.training.train import train_trial
 
         for trial in trials:
             recorder.start(trial.trial_id)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from benchmark.errors import ResultsError
+from benchmark import ResultsError
 
 
 class FolderLock:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from benchmark.errors import SuiteError
+from benchmark import SuiteError
 from benchmark.fleet.ray_cluster import DRIVER_RESOURCE, ClusterError, Node
-from benchmark.results import ResultsWriter
-from benchmark.spec import Resources, Suite, Trial
+from benchmark.results.tables import ResultsWriter
+from benchmark.suite.spec import Resources, Suite, Trial
 
 
 def check_loader(suite: Suite) -> None:

@@ -2,7 +2,7 @@
 
 On a terminal, `rich.live` keeps a table of the trials (state, step, images/s, latest training and
 test error) and the suite's progress and ETA at the bottom of the screen, redrawn as evaluations
-and heartbeats (benchmark/heartbeat.py) arrive; the recorder's lines still print above it, as a
+and heartbeats (benchmark/training/heartbeat.py) arrive; the recorder's lines still print above it, as a
 history. In logs and CI (stdout not a terminal) there is no live view: one line per evaluation, as
 the recorder prints them.
 """

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import BenchmarkError
-from benchmark.provenance import snapshot_package
+from benchmark import BenchmarkError
+from benchmark.results.provenance import snapshot_package
 
 PROBE_TIMEOUT_S = 25  # an unreachable cluster is one line within 30 s
 

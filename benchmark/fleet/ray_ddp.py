@@ -3,7 +3,7 @@
 Ray's Train-Tune pattern (Train V2): the Tune trial function is a small driver that builds and fits
 a `TorchTrainer`; the trainer starts `workers` processes, each with `resources.cpu/gpu/custom`, sets
 up torch.distributed (NCCL on GPUs, gloo on CPUs) and runs `train_trial` in each with its rank
-(benchmark/data_parallel.py). The driver holds no whole CPU (`preflight.driver_request`), so a
+(benchmark/training/data_parallel.py). The driver holds no whole CPU (`preflight.driver_request`), so a
 two-worker CPU trial fits a two-core machine.
 
 Reports and checkpoints: every rank calls `ray.train.report` at every evaluation (it is a barrier);
@@ -24,10 +24,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmark.checkpoint import write_payload
-from benchmark.fleet.ray_trial import node_name, restore_from
-from benchmark.session import Restored
-from benchmark.spec import Trial
+from benchmark.fleet.ray_checkpoint import node_name, restore_from
+from benchmark.suite.spec import Trial
+from benchmark.training.checkpoint import write_payload
+from benchmark.training.session import Restored
 
 MAX_WORKER_FAILURES = 2  # restarts of the worker group per Tune attempt, each from the last checkpoint
 
@@ -68,9 +68,9 @@ def worker_loop(config: dict[str, Any]) -> None:
     import ray
     import ray.train
 
-    from benchmark.data.jpeg_npz import default_cache_dir
-    from benchmark.data_parallel import Replicas
-    from benchmark.train import train_trial
+    from benchmark.hardware import default_cache_dir
+    from benchmark.training.data_parallel import Replicas
+    from benchmark.training.train import train_trial
 
     trial = Trial.model_validate(config["trial"])
     context = ray.train.get_context()

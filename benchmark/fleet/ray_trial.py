@@ -8,46 +8,17 @@ recorded (`resume`), read from the same storage.
 
 from __future__ import annotations
 
-import socket
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from benchmark.checkpoint import CheckpointError, read_payload, write_payload
-from benchmark.errors import BenchmarkError
-from benchmark.session import Restored
-
-from benchmark.spec import Trial
+from benchmark import BenchmarkError
+from benchmark.fleet.ray_checkpoint import node_name, restore_from
+from benchmark.suite.spec import Trial
+from benchmark.training.checkpoint import write_payload
+from benchmark.training.session import Restored
 
 HEARTBEAT = "heartbeat"  # marks a heartbeat among the trial's Tune reports
-
-
-def node_name() -> str:
-    import ray
-
-    return f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:8]}"
-
-
-def restore_from(checkpoint: Any, set_aside: bool) -> Restored:
-    """The payload of a Ray checkpoint (None: start at step 0). One that cannot be read starts the
-    trial clean, said in the note; `set_aside` also moves it out of the way (one process only:
-    the ranks of a data-parallel trial all read it)."""
-    if checkpoint is None:
-        return Restored(None)
-    try:
-        with checkpoint.as_directory() as directory:
-            return Restored(read_payload(Path(directory), where=checkpoint.path))
-    except CheckpointError as exc:
-        if not set_aside:
-            return Restored(None, f"{exc}; the trial restarts from step 0")
-        target = f"{checkpoint.path}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
-        try:
-            checkpoint.filesystem.move(checkpoint.path, target)
-            moved = f"set aside as {target}"
-        except OSError as move_error:
-            moved = f"could not be set aside ({move_error})"
-        return Restored(None, f"{exc}; {moved}; the trial restarts from step 0")
 
 
 class RaySession:
@@ -86,9 +57,9 @@ def ray_trainable(config: dict[str, Any], arrays_ref: tuple[Any] | None = None, 
     `tune.with_parameters` (benchmark/fleet/ray_executor.py)."""
     import ray
 
-    from benchmark.data.jpeg_npz import default_cache_dir
-    from benchmark.provenance import package_hash
-    from benchmark.train import train_trial
+    from benchmark.hardware import default_cache_dir
+    from benchmark.results.provenance import package_hash
+    from benchmark.training.train import train_trial
 
     trial = Trial.model_validate(config["trial"])
     session = RaySession(config["resume"].get(trial.trial_id), filesystem)

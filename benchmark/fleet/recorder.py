@@ -18,8 +18,8 @@ from typing import Any
 
 from benchmark.fleet.curves import TrainingCurves
 from benchmark.fleet.progress import FleetView, TrialProgress
-from benchmark.results import FINISHED, RUN_COLUMNS, ResultsWriter
-from benchmark.spec import Trial
+from benchmark.results.tables import FINISHED, RUN_COLUMNS, ResultsWriter
+from benchmark.suite.spec import Trial
 
 
 def now() -> str:
@@ -66,7 +66,7 @@ class FleetRecorder:
         self._show()
 
     def heartbeat(self, trial_id: str, row: dict[str, Any]) -> None:
-        """A trial's step and images/s between evaluations (benchmark/heartbeat.py): shown, not written."""
+        """A trial's step and images/s between evaluations (benchmark/training/heartbeat.py): shown, not written."""
         self.current_step[trial_id] = int(row["step"])
         self.shown[trial_id].beat(row)
         self._show()

@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import SuiteError
+from benchmark import SuiteError
 from benchmark.fleet.dataset import SuiteData, resolve_data
 from benchmark.fleet.executor import Executor, FleetPlan
 from benchmark.fleet.local import LocalExecutor
@@ -27,10 +27,9 @@ from benchmark.fleet.preflight import check_loader, check_placement, check_preci
 from benchmark.fleet.progress import FleetView
 from benchmark.fleet.recorder import FleetRecorder, print_line
 from benchmark.fleet.storage import open_storage
-from benchmark.hardware import fit_suite_precision
-from benchmark.provenance import CodeVersion, code_version
-from benchmark.results import FINISHED, ResultsWriter
-from benchmark.spec import Suite, Trial
+from benchmark.results.provenance import CodeVersion, code_version
+from benchmark.results.tables import FINISHED, ResultsWriter
+from benchmark.suite.spec import Suite, Trial, fit_suite_precision
 
 
 def run_suite(
@@ -53,7 +52,7 @@ def run_suite(
     `storage`: where the Ray executor's checkpoints live (default: the suite's `storage`, else
     `<results folder>/_state/ray`). `code`: the code version to record (default: this checkout's).
     `trainable`: a stand-in for the Ray trial function (tests of placement). `strict`: bf16 on a
-    CPU without native bf16 is an error instead of fp32 (`benchmark.hardware.fit_suite_precision`).
+    CPU without native bf16 is an error instead of fp32 (`benchmark.suite.spec.fit_suite_precision`).
     `view`: the live view of a terminal (benchmark/fleet/progress.py); None: lines only.
     """
     folder = Path(results_dir) if results_dir else Path(results_root) / suite.name

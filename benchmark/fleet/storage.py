@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pyarrow.fs
 
-from benchmark.errors import BenchmarkError
+from benchmark import BenchmarkError
 
 
 class StorageError(BenchmarkError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from benchmark.errors import ModelError
+from benchmark import ModelError
 from benchmark.models.network import ResNet
 from benchmark.models.options import option_names, parse_options
 from benchmark.models.registry import ModelInfo, register_model

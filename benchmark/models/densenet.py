@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.errors import ModelError
+from benchmark import ModelError
 from benchmark.models.blocks import conv1x1, conv3x3
 from benchmark.models.network import init_weights
 from benchmark.models.options import parse_relative_options

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.errors import ModelError
+from benchmark import ModelError
 from benchmark.models.blocks import BasicBlock
 from benchmark.models.cifar import WIDTHS, cifar_n
 from benchmark.models.network import ResNet, init_weights

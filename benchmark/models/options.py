@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from benchmark.errors import ModelError
+from benchmark import ModelError
 from benchmark.models.registry import ModelInfo
 
 # Section 3.3 of the paper: (A) zero-padding identity, (B) projections where dimensions increase,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from benchmark.errors import ModelError
+from benchmark import ModelError
 from benchmark.models.cifar import WIDTHS
 from benchmark.models.network import ResNet
 from benchmark.models.options import ModelOptions, parse_relative_options

@@ -14,7 +14,7 @@ from typing import Literal, get_args
 
 from torch import nn
 
-from benchmark.errors import ModelError
+from benchmark import ModelError
 
 Family = Literal["cifar", "imagenet"]
 # How a layer's input reaches its output: not at all (plain), added (residual), through a learned
@@ -22,7 +22,7 @@ Family = Literal["cifar", "imagenet"]
 Kind = Literal["plain", "residual", "highway", "dense"]
 BlockKind = Literal["basic", "bottleneck", "highway", "dense"]
 # The architecture a model belongs to, and so the paper whose numbers it is compared with
-# (``benchmark.reference.relatives``): "resnet" is the paper's own (He et al. 2015).
+# (``benchmark.analysis.reference.relatives``): "resnet" is the paper's own (He et al. 2015).
 Architecture = Literal["resnet", "highway", "preact_resnet", "wide_resnet", "resnext", "densenet"]
 ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
 Builder = Callable[..., nn.Module]
@@ -45,7 +45,7 @@ class ModelInfo:
     options: tuple[str, ...]  # option names build_model accepts for this model
     # The relatives' structure (None where it does not apply), for `list` and the reports.
     architecture: Architecture = "resnet"
-    paper: str = "he2015"  # key of the paper the architecture comes from (benchmark.reference)
+    paper: str = "he2015"  # key of the paper the architecture comes from (benchmark.analysis.reference)
     width: int | None = None  # WRN's widening factor k; ResNeXt's bottleneck width d (the "64d")
     cardinality: int | None = None  # ResNeXt: groups in the 3x3 conv (the "8x" of 8x64d)
     growth_rate: int | None = None  # DenseNet: k, feature maps each layer adds

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from benchmark.errors import ModelError
+from benchmark import ModelError
 from benchmark.models.blocks import conv1x1
 from benchmark.models.network import ResNet
 from benchmark.models.options import ModelOptions, parse_relative_options

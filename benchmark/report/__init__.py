@@ -1,10 +1,10 @@
-"""Reports of a results folder: the paper's tables reproduced, figures, and what is missing.
+"""Reports of a results folder: a pure function of the tables (benchmark.results) and of what
+benchmark.analysis decides; this package only renders.
 
 ``build_report(results_dir, out_dir=None, claims=None)`` writes ``report.md``, a self-contained
-``report.html`` and every figure as PNG and SVG, with a scorecard of the paper's claims on top;
-``load_results`` reads and validates the tables alone; ``load_claims`` reads the claims
-(``benchmark/reference/claims.yaml``) and ``evaluate_claims(results, claims)`` judges them. The
-degradation diagnostics (gradient flow, layer responses) live in ``benchmark.report.diagnostics``.
+``report.html`` and every figure as PNG and SVG, with a scorecard of the paper's claims on top
+(``scorecard``: the verdicts of ``benchmark.analysis.verdicts``, rendered); ``tables`` and
+``figures`` hold the report's numbers and plots, ``render`` turns blocks into Markdown and HTML.
 
 The names below are imported on first use: the CLI imports ``benchmark.report.cli`` to build its
 parser for every command, and pandas + matplotlib + seaborn would add about a second to each.
@@ -15,14 +15,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["build_report", "default_out_dir", "evaluate_claims", "load_claims", "load_results", "Results"]
-
-_HOMES = {"build_report": "benchmark.report.build", "default_out_dir": "benchmark.report.build",
-          "load_results": "benchmark.report.load", "Results": "benchmark.report.load",
-          "load_claims": "benchmark.report.claims", "evaluate_claims": "benchmark.report.verdicts"}
+__all__ = ["build_report", "default_out_dir"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(importlib.import_module(_HOMES[name]), name)
+    if name in __all__:
+        return getattr(importlib.import_module("benchmark.report.build"), name)
     raise AttributeError(f"module 'benchmark.report' has no attribute {name!r}")

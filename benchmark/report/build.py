@@ -1,6 +1,6 @@
 """Assemble the report of one results folder: load, compute tables, draw figures, render, write.
 
-A pure function of ``results/<suite>/`` and the paper's numbers (``benchmark.reference``): it never
+A pure function of ``results/<suite>/`` and the paper's numbers (``benchmark.analysis.reference``): it never
 trains and never reads anything else, so the same folder always gives the same report.
 """
 
@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.reference import reproductions
+from benchmark.analysis.reference import reproductions
 from benchmark.report import figures, relatives, tables
-from benchmark.report.claims import Claim, load_claims
+from benchmark.analysis.claims import Claim, load_claims
 from benchmark.report.formats import number as _num, seed_stats, signed as _signed
-from benchmark.report.load import Results, load_packing, load_results, load_throughput
-from benchmark.report.provenance import provenance_table
+from benchmark.results.read import Results, load_packing, load_results, load_throughput
+from benchmark.results.provenance import provenance_table
 from benchmark.report.render import Block, Heading, Paragraph, Table, save_figure, to_html, to_markdown
 from benchmark.report.scorecard import details_blocks, no_trials_blocks, scorecard_blocks
-from benchmark.report.verdicts import evaluate_claims
+from benchmark.analysis.verdicts import evaluate_claims
 
 
 def default_out_dir(results_dir: Path, suite: str) -> Path:
@@ -62,7 +62,7 @@ def _summary(results: Results) -> list[Block]:
 
 def _recipes(runs: pd.DataFrame) -> list[Block]:
     """Which recipe the trials ran, saying when its learning-rate drops were scaled to a shorter run
-    (`cifar10_he2015_scaled`, benchmark/recipes.py): not the paper's 64k-iteration schedule."""
+    (`cifar10_he2015_scaled`, benchmark/suite/recipes.py): not the paper's 64k-iteration schedule."""
     if not {"recipe", "recipe_max_steps", "recipe_lr_milestones"} <= set(runs.columns):
         return []
     blocks: list[Block] = []
@@ -224,7 +224,7 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None,
     """Write ``report.md``, ``report.html`` and ``figures/*.png|svg`` for one results folder.
 
     ``out_dir`` defaults to ``reports/<suite>`` (see ``default_out_dir``); ``claims`` to the paper's
-    (``benchmark/reference/claims.yaml``), judged in the scorecard atop the report. Returns the
+    (``benchmark/analysis/reference/claims.yaml``), judged in the scorecard atop the report. Returns the
     output folder. Raises ``ResultsError`` for a missing, empty or malformed results folder.
     """
     if _throughput_only(Path(results_dir)):

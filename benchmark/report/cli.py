@@ -8,7 +8,7 @@ from pathlib import Path
 
 def _report(args: argparse.Namespace) -> int:
     from benchmark.report.build import build_report
-    from benchmark.report.claims import load_claims
+    from benchmark.analysis.claims import load_claims
 
     claims = load_claims(args.claims) if args.claims is not None else None  # checked before anything is written
     out = build_report(args.results, args.out, claims)
@@ -18,11 +18,16 @@ def _report(args: argparse.Namespace) -> int:
 
 def _analyze(args: argparse.Namespace) -> int:
     # Imported here: diagnostics needs torch and the models, which `report` alone does not.
-    from benchmark.report.diagnostics import analyze, write_analysis
+    from benchmark.analysis.diagnostics import analyze, write_analysis
+    from benchmark.report.figures import gradient_figure, response_figure
+    from benchmark.report.render import save_figure
 
     gradients, responses = analyze(args.models, args.checkpoint or (), args.steps or (),
                                    batch_size=args.batch_size, seed=args.seed, source=args.source)
-    written = write_analysis(gradients, responses, args.out)
+    written = write_analysis(gradients, responses, args.out)  # the tables, then their figures
+    for named in (gradient_figure(gradients), response_figure(responses)):
+        save_figure(named, args.out)
+        written += [args.out / f"{named.name}.png", args.out / f"{named.name}.svg"]
     print(f"wrote {len(written)} files to {args.out}")
     return 0
 
@@ -37,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--out", type=Path, default=None,
                         help="output folder (default: reports/<suite> beside results/, else under the current folder)")
     report.add_argument("--claims", type=Path, default=None,
-                        help="a claims file judged in the scorecard (default: the paper's, benchmark/reference/claims.yaml)")
+                        help="a claims file judged in the scorecard (default: the paper's, benchmark/analysis/reference/claims.yaml)")
     report.set_defaults(func=_report)
 
     analyze = subparsers.add_parser(

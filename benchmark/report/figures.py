@@ -15,9 +15,9 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from benchmark.reference import paper_table
-from benchmark.report.load import Results
-from benchmark.report.progress import iterations_range
+from benchmark.analysis.reference import paper_table
+from benchmark.results.read import Results
+from benchmark.analysis.trials import iterations_range
 from benchmark.report.tables import THROUGHPUT_SETTING, depth_table, latest
 
 STYLE = "whitegrid"

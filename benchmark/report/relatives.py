@@ -9,7 +9,7 @@ training throughput from ``python -m benchmark profile``. The sections about the
 
 Parameters and mult-adds are counted from the registry with every layer on the meta device (shapes
 only, no weights), so they are the counts of the code that trained; the published counts are data
-(``benchmark.reference.relatives``).
+(``benchmark.analysis.reference.relatives``).
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from benchmark.recipes import PAPER_RECIPES
-from benchmark.reference.relatives import is_paper_model, own_number, published_parameters
+from benchmark.suite.recipes import PAPER_RECIPES
+from benchmark.analysis.reference.relatives import is_paper_model, own_number, published_parameters
 from benchmark.report.figures import STYLE, NamedFigure
 from benchmark.report.formats import number, seed_stats, signed
-from benchmark.report.load import Results
+from benchmark.results.read import Results
 from benchmark.report.render import Block, Heading, Paragraph, Table, save_figure
-from benchmark.report.progress import iterations, iterations_range
-from benchmark.report.tables import THROUGHPUT_SETTING, final_by_trial, jpeg_costs, latest, summarise
+from benchmark.analysis.trials import final_by_trial, iterations, iterations_range, summarise
+from benchmark.report.tables import THROUGHPUT_SETTING, jpeg_costs, latest
 from benchmark.report.tables import _excluded as excluded_trials  # the paper's tables' rule, shared
 
 COLUMNS = ["variant", "model", "recipe", "own_recipe", "data_source", "eval_split", "parameters",

@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from benchmark.reference import identity_mappings, reference_error
-from benchmark.report.load import Results
-from benchmark.report.progress import add_progress, iterations, iterations_range
+from benchmark.analysis.reference import identity_mappings, reference_error
+from benchmark.results.read import Results
+from benchmark.analysis.trials import final_by_trial, iterations, iterations_range, summarise
 
 # Tolerances (error points) for a verdict. CIFAR-10: 1.0 point, about 6 times the std the paper
 # reports over 5 runs of ResNet-110 (0.16), wide enough for seed noise and a few-seed mean, narrow
@@ -40,47 +40,6 @@ def verdict(difference: float, tolerance: float) -> str:
     if abs(difference) <= tolerance + 1e-9:  # 1e-9: 8.75 + 1.0 must count as within
         return f"within ±{tolerance:.1f}"
     return "above" if difference > 0 else "below"
-
-
-def final_by_trial(results: Results) -> pd.DataFrame:
-    """One row per trial: its run columns plus the last evaluation and the number of eval points.
-
-    runs.csv's final_* columns are the trainer's own final evaluation; where a trial has none yet
-    (running, diverged) the last row of metrics.csv stands in.
-    """
-    metrics = results.metrics
-    last = metrics.groupby("trial_id", sort=False).tail(1).set_index("trial_id")
-    points = metrics.groupby("trial_id").size()
-    frame = results.runs.copy()
-    frame["n_points"] = frame["trial_id"].map(points).fillna(0).astype(int)
-    frame["last_step"] = frame["trial_id"].map(last["step"])
-    for final, column in (("final_eval_error", "eval_error"), ("final_eval_top5_error", "eval_top5_error"),
-                          ("final_train_error", "train_error")):
-        frame[final] = frame[final].fillna(frame["trial_id"].map(last[column]))
-    frame["protocol"] = eval_protocol(frame)
-    return add_progress(frame)
-
-
-def eval_protocol(trials: pd.DataFrame) -> pd.Series:
-    """How each trial was tested, from its own record: ImageNet '10-crop' or 'centre crop' (runs.csv's
-    eval_ten_crop; 'unrecorded' where an older runs.csv has no such column); CIFAR-10 'single-crop'."""
-    if "eval_ten_crop" in trials:
-        flag = trials["eval_ten_crop"].astype(str).str.strip().str.lower()
-        imagenet = np.where(flag.isin(["true", "1", "yes"]), "10-crop",
-                            np.where(flag.isin(["false", "0", "no"]), "centre crop", "unrecorded"))
-    else:
-        imagenet = "unrecorded"
-    return pd.Series(np.where(trials["dataset"] == "imagenet", imagenet, "single-crop"), index=trials.index)
-
-
-def summarise(values: pd.Series) -> dict[str, float]:
-    """n, mean, sample std (NaN below two), min and max of the finite values: the statistics over
-    seeds every table of final errors shows."""
-    finite = values[np.isfinite(values)]
-    n = int(finite.size)
-    return {"n": n, "mean": float(finite.mean()) if n else float("nan"),
-            "std": float(finite.std(ddof=1)) if n > 1 else float("nan"),
-            "min": float(finite.min()) if n else float("nan"), "max": float(finite.max()) if n else float("nan")}
 
 
 def _excluded(group: pd.DataFrame) -> str:

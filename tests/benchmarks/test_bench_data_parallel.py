@@ -22,9 +22,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from benchmark.data_parallel import Replicas
+from benchmark.training.data_parallel import Replicas
 from benchmark.models import build_model
-from benchmark.step import TrainStep
+from benchmark.training.step import TrainStep
 
 GLOBAL_BATCH = 16
 SIZE = 224         # ImageNet's crop (Section 3.4)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.fleet import run_suite
-from benchmark.spec import load_suite
+from benchmark.fleet.runner import run_suite
+from benchmark.suite.spec import load_suite
 
 SUITE = """\
 name: fleet8

@@ -34,7 +34,7 @@ import time
 import pytest
 import torch
 
-from benchmark.data.imagenet import build_imagenet_loaders
+from benchmark.data.loaders import build_imagenet_loaders
 from benchmark.data.sample_imagenet import write_tree
 
 IMAGES = 2_560  # 10 batches of 256

@@ -19,10 +19,10 @@ import pytest
 import torch
 from test_bench_imagenet_loaders import imagenet_folder
 
-from benchmark.data.imagenet import build_imagenet_loaders
+from benchmark.data.loaders import build_imagenet_loaders
 from benchmark.hardware import fast_precision, identify
 from benchmark.models import build_model
-from benchmark.step import TrainStep
+from benchmark.training.step import TrainStep
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 IMAGES = int(os.environ.get("IMAGENET_TRAIN_IMAGES", 5_120 if DEVICE.type == "cuda" else 256))

@@ -23,7 +23,7 @@ import torch
 
 from benchmark.hardware import fast_precision, identify
 from benchmark.models import build_model
-from benchmark.step import TrainStep
+from benchmark.training.step import TrainStep
 
 BATCH = 128
 ROUNDS = 3

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.report import build_report
-from benchmark.report.load import METRICS_COLUMNS
+from benchmark.results.read import METRICS_COLUMNS
 
 BUDGET_S = 15.0
 RUNS_HEADER = (
@@ -98,10 +98,10 @@ def test_scorecard_adds_under_a_second(benchmark, tmp_path: Path) -> None:
     import statistics
     import time
 
-    from benchmark.report import load_results
-    from benchmark.report.claims import load_claims
+    from benchmark.results.read import load_results
+    from benchmark.analysis.claims import load_claims
     from benchmark.report.scorecard import scorecard_blocks, scorecard_text
-    from benchmark.report.verdicts import evaluate_claims
+    from benchmark.analysis.verdicts import evaluate_claims
 
     folder = tmp_path / "results" / "bench"
     write_synthetic_results(folder)

@@ -7,7 +7,7 @@ the CPU (issue #6).
    channels-last, channels-last + torch.compile. DESIGN "Facts that matter" measured about
    490 / 595 / 690 img/s on these 2-core machines.
 2. `test_epoch_speedup`: the goal of the issue, measured side by side in one run by
-   `benchmark.speedup.EpochComparison` (also used by `python -m benchmark gpu-check`): the usual
+   `benchmark.throughput.speedup.EpochComparison` (also used by `python -m benchmark gpu-check`): the usual
    PyTorch CIFAR loop (akamaster's trainer: torch DataLoader + torchvision transforms, eager fp32,
    `.item()` every step) against the device loader + `TrainStep(channels_last=True, compile=True)`,
    STEPS steps per side per round after each side's warm-up, in ROUNDS alternating rounds. The
@@ -30,11 +30,11 @@ import pytest
 import torch
 
 from benchmark.data import load_cifar10
-from benchmark.errors import DataError
+from benchmark import DataError
 from benchmark.hardware import fast_precision, identify
 from benchmark.models import build_model
-from benchmark.speedup import BATCH, EpochComparison, cudnn_autotune, sgd
-from benchmark.step import TrainStep
+from benchmark.throughput.speedup import BATCH, EpochComparison, cudnn_autotune, sgd
+from benchmark.training.step import TrainStep
 
 STEP_WARMUP = 5      # eager steps before timing the step alone
 STEP_ROUNDS = 15

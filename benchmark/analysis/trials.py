@@ -1,0 +1,102 @@
+"""One row per trial, as analysis and reports read it: its last evaluation, how it was tested, and how
+far it got against the paper's schedule (the "1,200 of 64,000 iterations" of a report).
+
+The paper's schedule is the named recipe's ``max_steps`` (``benchmark.suite.recipes.RECIPES``: 64,000
+iterations on CIFAR-10, Section 4.2; 600,000 on ImageNet, Section 3.4), not the trial's own
+``recipe_max_steps``: a suite that overrides ``max_steps`` to 1,200 ran 1,200 of the paper's 64,000
+iterations, and its final errors are not the paper's final errors. A trial whose recipe is not one
+of the paper's is measured against the paper's recipe for its dataset.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from benchmark.results.read import Results
+from benchmark.suite.recipes import RECIPES
+
+PAPER_RECIPE = {"cifar10": "cifar10_he2015", "imagenet": "imagenet_he2015"}
+
+
+def paper_schedule(recipe: str, dataset: str) -> float:
+    """The paper's number of iterations for a trial of ``recipe`` on ``dataset`` (NaN when unknown)."""
+    named = RECIPES.get(recipe) or RECIPES.get(PAPER_RECIPE.get(dataset, ""))
+    return float(named.max_steps) if named is not None else math.nan
+
+
+def add_progress(trials: pd.DataFrame) -> pd.DataFrame:
+    """``trials`` (one row per trial with ``last_step``, as ``final_by_trial`` makes) plus:
+
+    - ``reached``: iterations run (runs.csv's ``steps``, else the last evaluation's step, else 0);
+    - ``schedule``: the paper's iterations for that trial (``paper_schedule``);
+    - ``complete``: status ``completed`` and ``reached`` at least ``schedule``: the only trials whose
+      final errors may stand beside the paper's.
+    """
+    recipes = trials["recipe"] if "recipe" in trials else pd.Series("", index=trials.index)
+    steps = trials["steps"] if "steps" in trials else pd.Series(np.nan, index=trials.index)
+    reached = steps.where(steps.notna() & (steps > 0), trials["last_step"]).fillna(0.0).astype(float)
+    schedule = pd.Series([paper_schedule(r, d) for r, d in zip(recipes, trials["dataset"])], index=trials.index,
+                         dtype=float)
+    complete = (trials["status"] == "completed") & (reached >= schedule)
+    return trials.assign(reached=reached, schedule=schedule, complete=complete)
+
+
+def iterations(reached: float, schedule: float) -> str:
+    """'1,200 of 64,000 iterations' (or '1,200 iterations' when the schedule is unknown)."""
+    if math.isnan(schedule):
+        return f"{reached:,.0f} iterations"
+    return f"{reached:,.0f} of {schedule:,.0f} iterations"
+
+
+def iterations_range(reached: pd.Series | list[float], schedule: float) -> str:
+    """'1,200 of 64,000 iterations', or '600–1,200 of 64,000 iterations' for trials that differ."""
+    values = [float(v) for v in reached]
+    low, high = min(values), max(values)
+    if low == high:
+        return iterations(high, schedule)
+    total = "" if math.isnan(schedule) else f" of {schedule:,.0f}"
+    return f"{low:,.0f}–{high:,.0f}{total} iterations"
+
+
+def final_by_trial(results: Results) -> pd.DataFrame:
+    """One row per trial: its run columns plus the last evaluation and the number of eval points.
+
+    runs.csv's final_* columns are the trainer's own final evaluation; where a trial has none yet
+    (running, diverged) the last row of metrics.csv stands in.
+    """
+    metrics = results.metrics
+    last = metrics.groupby("trial_id", sort=False).tail(1).set_index("trial_id")
+    points = metrics.groupby("trial_id").size()
+    frame = results.runs.copy()
+    frame["n_points"] = frame["trial_id"].map(points).fillna(0).astype(int)
+    frame["last_step"] = frame["trial_id"].map(last["step"])
+    for final, column in (("final_eval_error", "eval_error"), ("final_eval_top5_error", "eval_top5_error"),
+                          ("final_train_error", "train_error")):
+        frame[final] = frame[final].fillna(frame["trial_id"].map(last[column]))
+    frame["protocol"] = eval_protocol(frame)
+    return add_progress(frame)
+
+
+def eval_protocol(trials: pd.DataFrame) -> pd.Series:
+    """How each trial was tested, from its own record: ImageNet '10-crop' or 'centre crop' (runs.csv's
+    eval_ten_crop; 'unrecorded' where an older runs.csv has no such column); CIFAR-10 'single-crop'."""
+    if "eval_ten_crop" in trials:
+        flag = trials["eval_ten_crop"].astype(str).str.strip().str.lower()
+        imagenet = np.where(flag.isin(["true", "1", "yes"]), "10-crop",
+                            np.where(flag.isin(["false", "0", "no"]), "centre crop", "unrecorded"))
+    else:
+        imagenet = "unrecorded"
+    return pd.Series(np.where(trials["dataset"] == "imagenet", imagenet, "single-crop"), index=trials.index)
+
+
+def summarise(values: pd.Series) -> dict[str, float]:
+    """n, mean, sample std (NaN below two), min and max of the finite values: the statistics over
+    seeds every table of final errors shows."""
+    finite = values[np.isfinite(values)]
+    n = int(finite.size)
+    return {"n": n, "mean": float(finite.mean()) if n else float("nan"),
+            "std": float(finite.std(ddof=1)) if n > 1 else float("nan"),
+            "min": float(finite.min()) if n else float("nan"), "max": float(finite.max()) if n else float("nan")}

@@ -1,0 +1,5 @@
+"""The tidy tables of a results folder, the one place their schema lives: `tables` writes them as
+they come (runs.csv, metrics.csv, trials/<id>.json; atomic writes, whole rows), `read` reads and
+validates them for analysis and reports, and `provenance` records where every number came from
+(code version, software, hardware) and reads it back.
+"""
