@@ -71,7 +71,7 @@ smoke: $(STAMP)
 
 # No install step: a GPU machine may have no internet. It runs with this venv where there is one,
 # else with $(PYTHON) as it is (torch only; Ray and pydantic from the device-wheels kit on
-# PYTHONPATH, or the checks that need them are skipped with the reason: README, GPU).
+# PYTHONPATH, or the checks that need them are skipped with the reason: docs/hardware-and-gpu.md, GPU).
 gpu-check:
 	@if [ -x $(PY) ]; then $(PY) -m benchmark gpu-check; else $(PYTHON) -m benchmark gpu-check; fi
 

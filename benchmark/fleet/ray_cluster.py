@@ -8,8 +8,8 @@
   ignores Ctrl-C.
 - Either way the job's runtime environment ships the `benchmark` package (`py_modules`), so a
   trial on any node runs exactly the driver's code, whatever is installed there. Nodes need the
-  dependencies (torch, torchvision, numpy, pydantic, pyyaml, ray[tune], pandas; README "Running a
-  fleet").
+  dependencies (torch, torchvision, numpy, pydantic, pyyaml, ray[tune], pandas; docs/fleet.md, "On a Ray
+  cluster").
 """
 
 from __future__ import annotations

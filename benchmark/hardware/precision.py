@@ -12,7 +12,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 def fast_precision(hardware: Hardware) -> str:
     """The precision this device trains fastest in among those it computes natively: bf16 autocast
     where bf16 is native (1.4-1.7x fp32 for the CIFAR nets on the AVX-512 development machine, one
-    thread), fp32 elsewhere (emulated bf16 ran 9-12x slower than fp32: README "Hardware")."""
+    thread), fp32 elsewhere (emulated bf16 ran 9-12x slower than fp32: docs/measured.md, "bf16 against fp32 on a CPU")."""
     return "bf16" if hardware.native_bf16 else "fp32"
 
 

@@ -20,7 +20,7 @@ The checks, in the order they run (`CHECKS`):
 Everything is synthetic (no dataset, no network). Each outcome is one row of
 `<out>/checks.csv` (append-only, with provenance); the profile and packing append their own
 `throughput.csv` and `packing.csv` there. A check whose dependency is missing (Ray and pydantic
-are not on a bare GPU machine: README, GPU) is skipped with the reason; one that raises fails
+are not on a bare GPU machine: docs/hardware-and-gpu.md, GPU) is skipped with the reason; one that raises fails
 with its error, and the others still run. Exit status 1 if any check failed.
 """
 
@@ -51,7 +51,7 @@ LAST_STEPS = 10
 # Resume: deterministic kernels make the resumed trial's numbers equal to the straight run's; the
 # bounds only absorb float printing (loss: relative; error: percentage points).
 RESUME_TOLERANCE = {"train_loss": 1e-4, "eval_error": 0.01}
-PACKING_GOAL = 2.5   # 4 trials sharing a GPU against 1 alone (README, GPU)
+PACKING_GOAL = 2.5   # 4 trials sharing a GPU against 1 alone (docs/hardware-and-gpu.md, GPU)
 SPEEDUP_GOAL = 4.0   # ResNet-56 on a GPU (issue #6)
 DURATION_GOAL_S = 480
 # DDP: NCCL's all-reduce leaves every rank the same gradient bits, and each rank applies the same SGD
@@ -294,7 +294,7 @@ def run_checks(names: Sequence[str], device: torch.device, out: Path, config: Gp
         check_started = time.perf_counter()
         if missing := missing_modules(needs):
             found = [Outcome(name, "", "", status="skip",
-                             detail=f"needs {', '.join(missing)}, not installed here (README, GPU: the device-wheels kit)")]
+                             detail=f"needs {', '.join(missing)}, not installed here (docs/hardware-and-gpu.md: the device-wheels kit)")]
         else:
             try:
                 with on_device(device):

@@ -6,7 +6,7 @@ rank. On the 2-core development machine this is the issue's "expect little" case
 already uses both cores through its intra-op threads, so DDP can only win where one process's
 threads scale badly, and it pays a gradient all-reduce of ResNet-18's 11.7M parameters (47 MB) per
 step over loopback. On GPUs the same code is 1 rank per GPU (NCCL); that scaling is measured where
-a GPU is lent (README, GPU).
+a GPU is lent (docs/hardware-and-gpu.md, GPU).
 
     .venv/bin/python -m pytest tests/benchmarks/test_bench_data_parallel.py --benchmark-only -s
 """
