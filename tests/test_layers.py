@@ -35,15 +35,21 @@ def test_the_package_keeps_its_contracts() -> None:
     assert "2 kept, 0 broken" in result.stdout
 
 
+def lint_with_an_import(package_copy: Path, module: str, imported: str) -> subprocess.CompletedProcess[str]:
+    """`lint-imports` on the copy with `from benchmark... import ...` added inside a function of `module`
+    (a file under the package), put back afterwards."""
+    path = package_copy / "benchmark" / module
+    original = path.read_text()
+    path.write_text(original + f"\n\ndef _added():\n    {imported}  # noqa\n")
+    try:
+        return lint_imports(package_copy)
+    finally:
+        path.write_text(original)
+
+
 def test_an_import_against_the_layers_breaks_them(package_copy: Path) -> None:
     # data sits below suite: a data module reaching up for the recipes is refused, even inside a function
-    cifar = package_copy / "benchmark" / "data" / "cifar.py"
-    original = cifar.read_text()
-    cifar.write_text(original + "\n\ndef _reversed():\n    from benchmark.suite import recipes  # noqa\n")
-    try:
-        result = lint_imports(package_copy)
-    finally:
-        cifar.write_text(original)
+    result = lint_with_an_import(package_copy, "data/cifar.py", "from benchmark.suite import recipes")
     assert result.returncode == 1
     assert "benchmark.data is not allowed to import benchmark.suite" in result.stdout
     assert "benchmark.data.cifar -> benchmark.suite.recipes" in result.stdout
@@ -51,13 +57,7 @@ def test_an_import_against_the_layers_breaks_them(package_copy: Path) -> None:
 
 def test_an_import_circle_inside_a_package_breaks_the_contract(package_copy: Path) -> None:
     # benchmark.data.loaders imports benchmark.data.device_loader; the way back closes a circle
-    device_loader = package_copy / "benchmark" / "data" / "device_loader.py"
-    original = device_loader.read_text()
-    device_loader.write_text(original + "\n\ndef _circle():\n    from benchmark.data import loaders  # noqa\n")
-    try:
-        result = lint_imports(package_copy)
-    finally:
-        device_loader.write_text(original)
+    result = lint_with_an_import(package_copy, "data/device_loader.py", "from benchmark.data import loaders")
     assert result.returncode == 1
     assert "No import circles among the modules of a package BROKEN" in result.stdout
 
