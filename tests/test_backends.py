@@ -8,7 +8,8 @@ import os
 import pytest
 import torch
 
-from benchmark.training.backends import CUBLAS_DETERMINISTIC_WORKSPACE, numerics, peak_memory_mb, release_memory, reset_peak_memory
+from benchmark.training.backends import (CUBLAS_DETERMINISTIC_WORKSPACE, numerics, peak_memory_mb, release_memory,
+                                         reset_peak_memory)
 
 CUDA = torch.device("cuda")
 

@@ -12,16 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.__main__ import main
 from benchmark import ClaimsError
-from benchmark.report import build_report
-from benchmark.results.read import load_results
-from benchmark.report import tables
+from benchmark.__main__ import main
 from benchmark.analysis.claims import check_models, load_claims
-from benchmark.results.provenance import mixed_provenance, provenance_summary
-from benchmark.report.scorecard import scorecard_text
 from benchmark.analysis.student_t import t_cdf, t_quantile
 from benchmark.analysis.verdicts import CONTRADICTED, SUPPORTED, UNDECIDED, Side, compare, evaluate_claims
+from benchmark.report import build_report, tables
+from benchmark.report.scorecard import scorecard_text
+from benchmark.results.provenance import mixed_provenance, provenance_summary
+from benchmark.results.read import load_results
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 CLAIMS = FIXTURES / "claims"

@@ -16,10 +16,10 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from benchmark.data import imagenet, preprocess
-from benchmark.data.loaders import build_imagenet_loaders
-from benchmark.data.beton import import_ffcv
 from benchmark import DataError
+from benchmark.data import imagenet, preprocess
+from benchmark.data.beton import import_ffcv
+from benchmark.data.loaders import build_imagenet_loaders
 from benchmark.data.sample_imagenet import photo_like, write_tree
 
 try:
@@ -32,10 +32,10 @@ from benchmark.data.ffcv_imagenet import (CROP_STREAM, LIGHTING_STREAM, FfcvImag
                                           build_ffcv_imagenet_loaders, image_hashes, lighting_alphas, resized_size,
                                           scale_crop, stream_key)
 from benchmark.data.ffcv_loader import FfcvEpochLoader, shard  # noqa: E402
-from benchmark.data.resample import resize_window  # noqa: E402
 from benchmark.data.imagenet import folder_fingerprint  # noqa: E402
 from benchmark.data.imagenet_beton import (BETON_FORMAT_VERSION, beton_paths, check_imagenet_betons,  # noqa: E402
                                            sidecar_path, write_imagenet_betons)
+from benchmark.data.resample import resize_window  # noqa: E402
 
 pytestmark = pytest.mark.ffcv
 

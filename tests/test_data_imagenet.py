@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
+from benchmark import DataError
 from benchmark.data import imagenet
 from benchmark.data.loaders import build_imagenet_loaders
-from benchmark import DataError
 
 SIZES = [(300, 200), (180, 260), (96, 128), (500, 375)]  # (width, height): varied, some below 224
 

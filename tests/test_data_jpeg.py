@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmark import DataError
 from benchmark.data import jpeg_npz, load_cifar10
 from benchmark.data.cifar import CLASS_NAMES
-from benchmark import DataError
 
 SHARED_NPZ = Path(__file__).resolve().parents[1].parent / "shared" / "data" / jpeg_npz.KNOWN_NAME
 

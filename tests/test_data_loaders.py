@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.data import build_loaders, load_cifar10, preprocess
 from benchmark import DataError
+from benchmark.data import build_loaders, load_cifar10, preprocess
 
 BATCH = 50
 

@@ -12,14 +12,14 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
+from benchmark import BenchmarkError, DataError
 from benchmark.data import build_loaders, load_cifar10
 from benchmark.data.torch_loader import TorchLoader
-from benchmark.training.data_parallel import Replicas
-from benchmark import BenchmarkError, DataError
 from benchmark.fleet.preflight import DRIVER_CPU, check_placement, driver_request
 from benchmark.fleet.ray_cluster import DRIVER_RESOURCE, ClusterError, Node
-from benchmark.training.schedule import LRSchedule
 from benchmark.suite.spec import Resources, load_suite
+from benchmark.training.data_parallel import Replicas
+from benchmark.training.schedule import LRSchedule
 from benchmark.training.step import TrainStep, evaluate
 
 RANKS = 2

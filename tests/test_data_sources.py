@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmark import DataError
 from benchmark.data import CLASS_NAMES, load_cifar10, resolve_auto
 from benchmark.data.cifar import ENV_VAR, SHARED_NPZ, split_45k
-from benchmark import DataError
 
 
 @pytest.fixture

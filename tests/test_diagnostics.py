@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.__main__ import main
 from benchmark import ResultsError
-from benchmark.models import build_model
+from benchmark.__main__ import main
 from benchmark.analysis.diagnostics import analyze, layer_responses, synthetic_probe
+from benchmark.models import build_model
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +127,8 @@ def test_analyze_cli_writes_what_the_report_reads(tmp_path: Path) -> None:
 
 
 def test_real_image_probe_is_preprocessed_like_training() -> None:
-    from benchmark.data import load_cifar10
     from benchmark.analysis.diagnostics import cifar_probe
+    from benchmark.data import load_cifar10
 
     probe = cifar_probe("synthetic", batch_size=16, seed=3)
     data = load_cifar10("synthetic")

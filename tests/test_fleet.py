@@ -17,6 +17,7 @@ from fleet_support import REPO, check_complete, read_tables, rows_of, run_comman
 from benchmark.__main__ import main
 from benchmark.results.tables import METRIC_COLUMNS
 
+
 def test_local_executor_trains_and_writes_tidy_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     suite = tiny_suite(tmp_path, steps=30, every=10)
     status = main(["run", str(suite), "--executor", "local", "--results", str(tmp_path / "results"), "--no-report"])

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.analysis import findings
-from benchmark.fleet import planner
 from benchmark.__main__ import main
+from benchmark.analysis import findings
 from benchmark.analysis.findings import Observation
+from benchmark.fleet import planner
 from benchmark.fleet.planner import BudgetError, TrialCost
 from benchmark.suite.recipes import CIFAR10_HE2015, CIFAR10_HE2015_SCALED, IMAGENET_HE2015, RECIPES
 from benchmark.suite.spec import load_suite

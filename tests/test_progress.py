@@ -18,10 +18,10 @@ from benchmark.__main__ import main
 from benchmark.fleet.curves import TrainingCurves
 from benchmark.fleet.progress import LiveView, TrialProgress, console_view
 from benchmark.fleet.recorder import FleetRecorder
-from benchmark.training.heartbeat import Heartbeat
 from benchmark.results.tables import ResultsWriter
-from benchmark.training.session import DirectorySession
 from benchmark.suite.spec import load_suite
+from benchmark.training.heartbeat import Heartbeat
+from benchmark.training.session import DirectorySession
 from benchmark.training.train import train_trial
 
 REPO = Path(__file__).resolve().parent.parent

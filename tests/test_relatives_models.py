@@ -13,13 +13,13 @@ import torch
 from torch import nn
 
 from benchmark import ModelError
+from benchmark.analysis.reference.relatives import published_parameters
 from benchmark.models import build_model, count_multiply_adds, count_parameters, list_models, model_info
 from benchmark.models.densenet import densenet_bc
 from benchmark.models.highway import GatedBasicBlock, HighwayLayer, HighwayNet, highway_net, highway_resnet
 from benchmark.models.preact_bottleneck import preact_bottleneck_resnet
 from benchmark.models.resnext import resnext
 from benchmark.models.wide import wide_resnet
-from benchmark.analysis.reference.relatives import published_parameters
 
 # Our exact counts (BN's gamma and beta included, as the ResNet paper's Table 6 counts) and how each
 # must meet the published figure (benchmark/analysis/reference/relatives.csv): "rounds" = equal at the paper's

@@ -5,6 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from benchmark.analysis.reference import paper_table
+from benchmark.analysis.reference.relatives import (
+    SOURCES,
+    is_paper_model,
+    own_number,
+    published_parameters,
+    relatives_numbers,
+)
 from benchmark.models import list_models, model_info
 from benchmark.suite.recipes import (
     CIFAR10_HE2016,
@@ -15,14 +23,6 @@ from benchmark.suite.recipes import (
     PAPER_RECIPES,
     RECIPES,
     Recipe,
-)
-from benchmark.analysis.reference import paper_table
-from benchmark.analysis.reference.relatives import (
-    SOURCES,
-    is_paper_model,
-    own_number,
-    published_parameters,
-    relatives_numbers,
 )
 from benchmark.training.schedule import LRSchedule
 

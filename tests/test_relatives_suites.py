@@ -12,12 +12,12 @@ import torch
 
 from benchmark.__main__ import main
 from benchmark.models import list_models, model_info
+from benchmark.report import build_report, tables
+from benchmark.report.relatives import paper_nets, relatives_table, throughput_table
+from benchmark.results.read import load_results
+from benchmark.results.tables import ResultsWriter
 from benchmark.suite.profile_grid import load_config
 from benchmark.suite.recipes import PAPER_RECIPES
-from benchmark.report import build_report, tables
-from benchmark.results.read import load_results
-from benchmark.report.relatives import paper_nets, relatives_table, throughput_table
-from benchmark.results.tables import ResultsWriter
 from benchmark.suite.spec import load_suite
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"

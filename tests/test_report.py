@@ -14,9 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.report import build_report
+from benchmark.report import build_report, tables
 from benchmark.results.read import load_results
-from benchmark.report import tables
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 CIFAR = FIXTURES / "cifar_mini"

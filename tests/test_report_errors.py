@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.__main__ import main
 from benchmark import ResultsError
+from benchmark.__main__ import main
 from benchmark.report import build_report
 from benchmark.results.read import load_results
 

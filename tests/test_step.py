@@ -9,9 +9,8 @@ import time
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from step_support import Overflow, cpu_grad_scaler, fake_cuda_graph_mode
+from torch import nn
 
 from benchmark import BenchmarkError
 from benchmark.training.step import TrainStep, evaluate

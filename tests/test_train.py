@@ -6,14 +6,13 @@ import math
 from pathlib import Path
 
 import pytest
-
 from step_support import Overflow, cpu_grad_scaler, fake_cuda_graph_mode
 
-from benchmark.training.checkpoint import read_payload
 from benchmark.suite.recipes import CIFAR10_HE2015, IMAGENET_HE2015
+from benchmark.suite.spec import load_suite
+from benchmark.training.checkpoint import read_payload
 from benchmark.training.schedule import LRSchedule
 from benchmark.training.session import DirectorySession
-from benchmark.suite.spec import load_suite
 from benchmark.training.train import train_trial
 
 
@@ -137,8 +136,8 @@ def test_a_checkpoint_restores_its_cpu_state_on_any_map_location(tmp_path: Path)
     # plays the GPU here: every tensor moves there, and what must stay on the CPU has to survive.
     import torch
 
-    from benchmark.training.checkpoint import PAYLOAD_FILE
     from benchmark.models import build_model
+    from benchmark.training.checkpoint import PAYLOAD_FILE
     from benchmark.training.step import TrainStep
     from benchmark.training.train import _restore_state
 

@@ -38,9 +38,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from benchmark.training.checkpoint import PAYLOAD_FILE
 from benchmark import ResultsError
 from benchmark.models import build_model, model_info
+from benchmark.training.checkpoint import PAYLOAD_FILE
 
 COLUMNS = ["layer_index", "layer", "model", "kind", "depth", "checkpoint", "step", "value"]
 

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-
-
 @dataclass(frozen=True)
 class Observation:
     """One measured comparison of Figure 6 after `iterations`: `better` against `baseline` (the

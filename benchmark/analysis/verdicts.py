@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 
 from benchmark.analysis.claims import METRICS, Claim
-from benchmark.results.read import Results
 from benchmark.analysis.student_t import t_quantile
 from benchmark.analysis.trials import PAPER_RECIPE, final_by_trial, iterations_range, paper_schedule
+from benchmark.results.read import Results
 
 SUPPORTED, CONTRADICTED, UNDECIDED = "supported", "contradicted", "not decided"
 CONFIDENCE = 0.95

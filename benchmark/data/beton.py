@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data.cifar import CifarData
 from benchmark import DataError
+from benchmark.data.cifar import CifarData
 from benchmark.hardware import cores
 
 FIELD_MODES = ("raw", "jpeg")

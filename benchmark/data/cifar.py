@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data import jpeg_npz, synthetic
 from benchmark import DataError
+from benchmark.data import jpeg_npz, synthetic
 from benchmark.hardware import default_cache_dir
 
 SOURCES = ("auto", "torchvision", "jpeg75", "synthetic")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from benchmark import DataError
 from benchmark.data import jpeg_npz
 from benchmark.data.cifar import SOURCES, SPLITS, load_cifar10
 from benchmark.data.imagenet import TRAIN_SCALE
-from benchmark import DataError
 from benchmark.hardware import default_cache_dir
 
 

@@ -32,9 +32,9 @@ from ffcv.pipeline.state import State
 from ffcv.transforms import Squeeze, ToDevice, ToTensor, ToTorchImage
 from ffcv.traversal_order.base import TraversalOrder
 
+from benchmark import BenchmarkError
 from benchmark.data import preprocess
 from benchmark.data.epochs import EpochLoader
-from benchmark import BenchmarkError
 
 
 @numba.njit(inline="always")

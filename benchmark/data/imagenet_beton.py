@@ -25,10 +25,10 @@ from pathlib import Path
 
 from PIL import Image
 
+from benchmark import DataError
 from benchmark.data.beton import write_beton
 from benchmark.data.imagenet import (TRAIN_SCALE, ImageFolderSplit, check_images, folder_fingerprint, load_imagenet,
                                      open_rgb)
-from benchmark import DataError
 
 # Version 1: two fields (image: RGBImageField, label: IntField), shorter side capped, this sidecar.
 # Bump when the layout changes, so that betons of an older writer are named and rewritten.

@@ -39,8 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchmark.fleet.runner import run_suite
     from benchmark.fleet.progress import console_view
+    from benchmark.fleet.runner import run_suite
     from benchmark.suite.spec import load_suite
 
     suite = load_suite(args.suite, suite_overrides(args), smoke=args.smoke)
@@ -78,8 +78,8 @@ def _planned(suite: Suite, args: argparse.Namespace) -> Suite:
     the executor runs them, each with the threads it will have."""
     import torch
 
-    from benchmark.hardware import cores
     from benchmark.fleet.planner import BudgetError, parse_budget, plan_suite
+    from benchmark.hardware import cores
 
     budget_s = parse_budget(args.budget)
     if args.ray_address or os.environ.get("RAY_ADDRESS"):

@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmark import DataError
 from benchmark.data import CifarData, load_cifar10
 from benchmark.data.imagenet import folder_fingerprint
 from benchmark.data.imagenet_beton import check_imagenet_betons
-from benchmark import DataError
 from benchmark.suite.spec import DataSpec, Suite
 
 

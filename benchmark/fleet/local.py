@@ -10,12 +10,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmark.training.checkpoint import PAYLOAD_FILE
 from benchmark import BenchmarkError, ResultsError
 from benchmark.fleet.executor import FleetPlan
 from benchmark.fleet.recorder import FleetRecorder
-from benchmark.training.session import DirectorySession
 from benchmark.suite.spec import Trial
+from benchmark.training.checkpoint import PAYLOAD_FILE
+from benchmark.training.session import DirectorySession
 
 
 class _LocalSession(DirectorySession):

@@ -17,14 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmark.training.checkpoint import PAYLOAD_FILE
 from benchmark import ResultsError
 from benchmark.fleet.executor import FleetPlan
 from benchmark.fleet.preflight import DRIVER_CPU, trial_request
-from benchmark.fleet.recorder import FleetRecorder, trial_work
 from benchmark.fleet.ray_trial import HEARTBEAT
+from benchmark.fleet.recorder import FleetRecorder, trial_work
 from benchmark.fleet.storage import Storage
 from benchmark.suite.spec import Trial
+from benchmark.training.checkpoint import PAYLOAD_FILE
 
 MAX_FAILURES = 2  # retries per trial, each from its last checkpoint
 CHECKPOINTS_KEPT = 2  # per trial: the last, and one before it in case the last is unreadable

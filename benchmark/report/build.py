@@ -11,15 +11,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.analysis.reference import reproductions
-from benchmark.report import figures, relatives, tables
 from benchmark.analysis.claims import Claim, load_claims
-from benchmark.report.formats import number as _num, seed_stats, signed as _signed
-from benchmark.results.read import Results, load_packing, load_results, load_throughput
-from benchmark.results.provenance import provenance_table
+from benchmark.analysis.reference import reproductions
+from benchmark.analysis.verdicts import evaluate_claims
+from benchmark.report import figures, relatives, tables
+from benchmark.report.formats import number as _num
+from benchmark.report.formats import seed_stats
+from benchmark.report.formats import signed as _signed
 from benchmark.report.render import Block, Heading, Paragraph, Table, save_figure, to_html, to_markdown
 from benchmark.report.scorecard import details_blocks, no_trials_blocks, scorecard_blocks
-from benchmark.analysis.verdicts import evaluate_claims
+from benchmark.results.provenance import provenance_table
+from benchmark.results.read import Results, load_packing, load_results, load_throughput
 
 
 def default_out_dir(results_dir: Path, suite: str) -> Path:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 
 def _report(args: argparse.Namespace) -> int:
-    from benchmark.report.build import build_report
     from benchmark.analysis.claims import load_claims
+    from benchmark.report.build import build_report
 
     claims = load_claims(args.claims) if args.claims is not None else None  # checked before anything is written
     out = build_report(args.results, args.out, claims)

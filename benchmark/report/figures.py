@@ -16,9 +16,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from benchmark.analysis.reference import paper_table
-from benchmark.results.read import Results
 from benchmark.analysis.trials import iterations_range
 from benchmark.report.tables import THROUGHPUT_SETTING, depth_table, latest
+from benchmark.results.read import Results
 
 STYLE = "whitegrid"
 

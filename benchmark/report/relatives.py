@@ -22,15 +22,15 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from benchmark.suite.recipes import PAPER_RECIPES
 from benchmark.analysis.reference.relatives import is_paper_model, own_number, published_parameters
+from benchmark.analysis.trials import final_by_trial, iterations, iterations_range, summarise
 from benchmark.report.figures import STYLE, NamedFigure
 from benchmark.report.formats import number, seed_stats, signed
-from benchmark.results.read import Results
 from benchmark.report.render import Block, Heading, Paragraph, Table, save_figure
-from benchmark.analysis.trials import final_by_trial, iterations, iterations_range, summarise
 from benchmark.report.tables import THROUGHPUT_SETTING, jpeg_costs, latest
 from benchmark.report.tables import _excluded as excluded_trials  # the paper's tables' rule, shared
+from benchmark.results.read import Results
+from benchmark.suite.recipes import PAPER_RECIPES
 
 COLUMNS = ["variant", "model", "recipe", "own_recipe", "data_source", "eval_split", "parameters",
            "published_parameters", "multiply_adds", "iterations", "comparable", "n", "mean", "std", "min", "max",

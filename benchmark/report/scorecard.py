@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmark.analysis.claims import Claim, load_claims
-from benchmark.report.formats import interval, seed_stats, signed
-from benchmark.results.read import Results, load_results
-from benchmark.results.provenance import provenance_summary
-from benchmark.report.render import Block, Heading, Paragraph, Table
 from benchmark.analysis.verdicts import UNDECIDED, ClaimVerdict, Comparison, evaluate_claims
+from benchmark.report.formats import interval, seed_stats, signed
+from benchmark.report.render import Block, Heading, Paragraph, Table
+from benchmark.results.provenance import provenance_summary
+from benchmark.results.read import Results, load_results
 
 TEST = ("Each comparison is the difference of the seeds' mean (second net minus first; error points, or response "
         "std for Fig. 7) with Welch's t 95% interval: supported when the interval lies on the claimed side of 0, "

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from benchmark.analysis.reference import identity_mappings, reference_error
-from benchmark.results.read import Results
 from benchmark.analysis.trials import final_by_trial, iterations, iterations_range, summarise
+from benchmark.results.read import Results
 
 # Tolerances (error points) for a verdict. CIFAR-10: 1.0 point, about 6 times the std the paper
 # reports over 5 runs of ResNet-110 (0.16), wide enough for seed noise and a few-seed mean, narrow

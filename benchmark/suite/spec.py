@@ -15,8 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from benchmark import SuiteError, hardware
-from benchmark.suite.yaml_file import apply_override, read_yaml
 from benchmark.suite.recipes import RECIPES, Recipe
+from benchmark.suite.yaml_file import apply_override, read_yaml
 
 CIFAR_SOURCES = ("auto", "torchvision", "jpeg75", "synthetic")
 SPLITS = {"cifar10": ("train50k", "train45k"), "imagenet": ("val",)}

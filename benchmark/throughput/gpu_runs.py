@@ -21,10 +21,10 @@ from typing import Any
 
 import torch
 
-from benchmark.training.backends import numerics
 from benchmark.data import build_loaders, load_cifar10
-from benchmark.training.data_parallel import Replicas
 from benchmark.models import build_model
+from benchmark.training.backends import numerics
+from benchmark.training.data_parallel import Replicas
 from benchmark.training.step import TrainStep
 
 # The precisions compared: (label, TrainStep precision, TF32 on).

@@ -43,11 +43,11 @@ from pathlib import Path
 import torch
 
 from benchmark import BenchmarkError, ModelError, SuiteError
+from benchmark.hardware import PRECISIONS, cpu_model
+from benchmark.hardware import cores as usable_cores
 from benchmark.models import model_info
-from benchmark.hardware import cores as usable_cores, cpu_model
-from benchmark.throughput.profile import (IDENTITY_COLUMNS, append_row, check_header, measurement_identity, native_precisions,
-                               skip_reason, timing_optimizer)
-from benchmark.hardware import PRECISIONS
+from benchmark.throughput.profile import (IDENTITY_COLUMNS, append_row, check_header, measurement_identity,
+                                          native_precisions, skip_reason, timing_optimizer)
 
 COLUMNS = (
     "model", "trials", "batch_size", "precision", "channels_last", "compiled", "loader", "steps",

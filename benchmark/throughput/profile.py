@@ -34,12 +34,11 @@ from pathlib import Path
 
 import torch
 
-from benchmark import hardware
-from benchmark import ResultsError
+from benchmark import ResultsError, hardware
 from benchmark.hardware import IDENTITY_COLUMNS as HARDWARE_COLUMNS
 from benchmark.models import build_model, count_multiply_adds, model_info
-from benchmark.suite.profile_grid import ProfileConfig, validate
 from benchmark.results.provenance import git_commit
+from benchmark.suite.profile_grid import ProfileConfig, validate
 from benchmark.training.step import TrainStep, autocast, autocast_dtype, compile_mode, memory_format
 
 # The device's identity (benchmark/hardware/) and the software, the same in packing.csv.

@@ -23,8 +23,8 @@ from itertools import islice
 import torch
 import torch.nn.functional as F
 
-from benchmark.data import CifarData, build_loaders
 from benchmark import BenchmarkError
+from benchmark.data import CifarData, build_loaders
 from benchmark.models import build_model
 from benchmark.training.step import TrainStep
 

@@ -16,11 +16,10 @@ first steps by `TrainStep.verify_cuda_graphs`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Callable
-
-import logging
 
 import torch
 import torch.nn.functional as F

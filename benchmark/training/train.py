@@ -30,14 +30,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from benchmark import BenchmarkError, DataError
+from benchmark.results.provenance import provenance
+from benchmark.suite.spec import Trial
 from benchmark.training.backends import numerics, peak_memory_mb, release_memory, reset_peak_memory
 from benchmark.training.data_parallel import Replicas
-from benchmark import BenchmarkError, DataError
 from benchmark.training.heartbeat import Heartbeat
-from benchmark.results.provenance import provenance
 from benchmark.training.schedule import LRSchedule
 from benchmark.training.session import TrialSession
-from benchmark.suite.spec import Trial
 
 if TYPE_CHECKING:
     from benchmark.data import CifarData

@@ -22,8 +22,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from benchmark.training.data_parallel import Replicas
 from benchmark.models import build_model
+from benchmark.training.data_parallel import Replicas
 from benchmark.training.step import TrainStep
 
 GLOBAL_BATCH = 16

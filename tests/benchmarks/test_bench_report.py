@@ -98,10 +98,10 @@ def test_scorecard_adds_under_a_second(benchmark, tmp_path: Path) -> None:
     import statistics
     import time
 
-    from benchmark.results.read import load_results
     from benchmark.analysis.claims import load_claims
-    from benchmark.report.scorecard import scorecard_blocks, scorecard_text
     from benchmark.analysis.verdicts import evaluate_claims
+    from benchmark.report.scorecard import scorecard_blocks, scorecard_text
+    from benchmark.results.read import load_results
 
     folder = tmp_path / "results" / "bench"
     write_synthetic_results(folder)

@@ -29,8 +29,8 @@ import time
 import pytest
 import torch
 
-from benchmark.data import load_cifar10
 from benchmark import DataError
+from benchmark.data import load_cifar10
 from benchmark.hardware import fast_precision, identify
 from benchmark.models import build_model
 from benchmark.throughput.speedup import BATCH, EpochComparison, cudnn_autotune, sgd
