@@ -163,7 +163,9 @@ def test_changed_code_is_refused_on_resume_unless_allowed(tmp_path: Path) -> Non
     before = runs["code_version"].iloc[0]
     assert before.startswith("package:")
 
-    with open(copy / "benchmark" / "train.py", "a") as handle:
+    training_loop = copy / "benchmark" / "training" / "train.py"
+    assert training_loop.is_file()  # a change to the code, not a new file
+    with open(training_loop, "a") as handle:
         handle.write("# a change\n")
     more = command[:-2] + ["--set", "seeds=[0,1]", "--executor", "local"]  # a new seed: the folder must continue
     refused = subprocess.run(more, cwd=copy, capture_output=True, text=True, timeout=600, env=env)

@@ -52,7 +52,7 @@ PACKING_COLUMNS = (  # the columns of results/throughput/packing.csv a report re
 )
 PACKING_NUMERIC = ("trials", "batch_size", "steps", "rounds", "images_per_s_total", "images_per_s_per_trial",
                    "speedup_vs_one", "efficiency", "cores")
-# Written by `python -m benchmark analyze --out results/<suite>/analysis` (report/diagnostics.py).
+# Written by `python -m benchmark analyze --out results/<suite>/analysis` (benchmark/analysis/diagnostics.py).
 ANALYSIS_FILES = ("gradient_norms.csv", "layer_responses.csv")
 ANALYSIS_COLUMNS = ("layer_index", "layer", "model", "kind", "depth", "checkpoint", "step", "value")
 ANALYSIS_NUMERIC = ("layer_index", "depth", "step", "value")
