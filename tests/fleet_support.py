@@ -93,6 +93,21 @@ def rows_of(folder: Path, trial_id: str) -> int:
         return 0
 
 
+def recorded_step(folder: Path, trial_id: str) -> int:
+    """The step whose checkpoint runs.csv records for `trial_id` (0 before any). The recorder appends
+    an evaluation's metrics row first and records its checkpoint after, so a driver killed between
+    the two resumes from the checkpoint before: wait on this, not on the rows, to know where it resumes."""
+    path = folder / "runs.csv"
+    if not path.exists():
+        return 0
+    try:
+        runs = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, KeyError):
+        return 0
+    row = runs[(runs["trial_id"] == trial_id) & runs["checkpoint"].notna()]
+    return int(row["steps"].iloc[0]) if len(row) else 0
+
+
 def process_table() -> dict[int, tuple[int, str]]:
     """{pid: (parent pid, start time)} of every live process (zombies excluded)."""
     table = {}

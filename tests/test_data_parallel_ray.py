@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fleet_support import check_complete, read_tables, rows_of, run_command, start_driver, tiny_suite, wait_for
+from fleet_support import check_complete, read_tables, recorded_step, rows_of, run_command, start_driver, tiny_suite, wait_for
 
 from benchmark.__main__ import main
 from benchmark.fleet.ray_cluster import DRIVER_RESOURCE
@@ -83,7 +83,7 @@ def test_a_killed_run_s_data_parallel_trial_resumes_from_its_recorded_checkpoint
     results = tmp_path / "results"
     driver = start_driver(run_command(suite, results))
     try:
-        wait_for(lambda: rows_of(results / "tiny", "resnet20-A-s0") >= 2, driver)
+        wait_for(lambda: recorded_step(results / "tiny", "resnet20-A-s0") >= 10, driver)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()

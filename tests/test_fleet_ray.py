@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fleet_support import (REPO, check_complete, descendants, read_tables, rows_of, run_command, start_driver,
-                           still_alive, tiny_suite, wait_for)
+from fleet_support import (REPO, check_complete, descendants, read_tables, recorded_step, rows_of, run_command,
+                           start_driver, still_alive, tiny_suite, wait_for)
 
 from benchmark.__main__ import main
 
@@ -49,7 +49,7 @@ def test_a_driver_killed_with_sigkill_leaves_nothing_behind_and_the_run_resumes(
     suite = tiny_suite(tmp_path, models="resnet20", steps=40, every=5)
     results = tmp_path / "results"
     driver = start_driver(run_command(suite, results))
-    wait_for(lambda: rows_of(results / "tiny", "resnet20-A-s0") >= 2, driver)
+    wait_for(lambda: recorded_step(results / "tiny", "resnet20-A-s0") >= 10, driver)
     stop_and_check_nothing_left(driver, signal.SIGKILL)  # the reaper stops Ray's orphaned agents
     rerun = subprocess.run(run_command(suite, results), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
@@ -119,7 +119,7 @@ def test_checkpoints_go_to_s3_storage_and_a_killed_run_resumes_from_there(tmp_pa
     env = {k: v for k, v in s3_server.items() if k.startswith("AWS_")}
     command = run_command(suite, results, "--storage", s3_server["uri"])
     driver = start_driver(command, env=env)
-    wait_for(lambda: rows_of(results / "tiny", "resnet20-A-s0") >= 2, driver)
+    wait_for(lambda: recorded_step(results / "tiny", "resnet20-A-s0") >= 10, driver)
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
     assert not (results / "tiny" / "_state" / "ray").exists()  # nothing went to the local default
