@@ -120,6 +120,7 @@ def test_the_recorder_shows_heartbeats_and_writes_no_row_for_them(tmp_path: Path
     recorder.close()
 
 
+@pytest.mark.slow
 def test_the_live_view_runs_in_a_pseudo_terminal(tmp_path: Path) -> None:
     """A real terminal: `run` draws the trial table in place (cursor movement), with every column."""
     primary, secondary = pty.openpty()
@@ -176,7 +177,15 @@ def test_training_curves_are_tensorboard_runs_per_trial(tmp_path: Path, capsys: 
 
 def test_a_resumed_attempt_replaces_the_later_points_of_the_earlier_one(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
 
+    # Event files of one second are ordered by a process-wide counter compared as text: bring it
+    # to ...9 so that the two attempts' files are ...9 and ...10 (seen failing under pytest-xdist).
+    while True:
+        SummaryWriter(log_dir=str(tmp_path / "other")).close()
+        counter = max(int(p.name.rsplit(".", 1)[1]) for p in (tmp_path / "other").iterdir())
+        if len(str(counter + 2)) > len(str(counter + 1)):
+            break  # the attempts' files will be ...9 and ...10 (or ...99 and ...100)
     curves = TrainingCurves(tmp_path)
     curves.start_attempt("t", 0)
     for step, error in ((10, 80.0), (20, 70.0), (30, 60.0)):
@@ -215,6 +224,7 @@ def test_the_recorder_pickles_without_its_view_and_open_writers(tmp_path: Path) 
     recorder.close()
 
 
+@pytest.mark.slow
 def test_heartbeats_cross_ray_tune_to_the_view_and_never_into_the_tables(tmp_path: Path) -> None:
     from benchmark.fleet.runner import run_suite
 

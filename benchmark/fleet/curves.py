@@ -7,12 +7,18 @@ split), the losses, the learning rate and images/s. metrics.csv holds the same n
 the record; these files are for watching a run (they are not committed).
 
 A trial that resumes from an earlier step starts its run with TensorBoard's `purge_step`, which
-hides the earlier attempt's points past that step, as metrics.csv sets those rows aside.
+hides the earlier attempt's points past that step, as metrics.csv sets those rows aside. That works
+only if TensorBoard reads the new attempt's event file after the old one: it reads them in order of
+name, `events.out.tfevents.<second>.<host>.<pid>.<counter>`, and two files of the same second are
+ordered by a process-wide counter compared as text ("...10" before "...9"). So a new attempt's file
+is opened in a later second than the files already there (seen: a retry within the same second
+showed the earlier attempt's points).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +38,9 @@ class TrainingCurves:
     def start_attempt(self, trial_id: str, start_step: int) -> None:
         """A new attempt of the trial begins at `start_step`: later points of earlier ones are hidden."""
         self._close(trial_id)
+        seconds = [int(path.name.split(".")[3]) for path in (self.folder / trial_id).glob("events.out.tfevents.*")]
+        if seconds and max(seconds) >= int(time.time()):
+            time.sleep(max(seconds) + 1 - time.time())  # at most a second, once per resumed attempt
         self._writers[trial_id] = self._open(trial_id, purge_step=start_step + 1)
 
     def add(self, trial_id: str, row: dict[str, Any]) -> None:
