@@ -41,10 +41,14 @@ system-deps:
 	else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; fi
 
 # The FFCV extra is installed when its system libraries are there (CI installs them first).
+# Two test processes (pytest-xdist): the end-to-end tests wait on Ray and on process starts about as
+# much as they compute, so two overlap well on 2 cores; four fought over them and took longer
+# (docs/testing.md). `--dist loadgroup` keeps each module's shared Ray cluster in one process.
+TEST_PROCESSES ?= 2
 test: $(STAMP)
 	@if pkg-config --exists libturbojpeg opencv4 2>/dev/null; then $(MAKE) --no-print-directory install-ffcv; \
 	else echo "test: FFCV's system libraries are missing (make system-deps); its tests will be skipped"; fi
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_PROCESSES) --dist loadgroup
 
 # Each benchmark file in a fresh process: FFCV (numba) and Ray leave process-wide state behind that
 # slowed the training-step benchmarks run after them in the same process (seen: 459 vs 770 img/s).

@@ -6,8 +6,10 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -140,3 +142,33 @@ def descendants(pid: int) -> dict[int, str]:
 def still_alive(processes: dict[int, str]) -> dict[int, str]:
     table = process_table()
     return {pid: started for pid, started in processes.items() if pid in table and table[pid][1] == started}
+
+
+@contextmanager
+def local_cluster(head: dict[str, Any], workers: list[dict[str, Any]]) -> Iterator[tuple[Any, list[Any]]]:
+    """A genuine multi-node Ray cluster on this machine (`ray.cluster_utils.Cluster`: a head and
+    worker nodes, each a raylet of its own with its own resources), reached through its address as a
+    user's cluster would be; yields it and its worker nodes, in the order of `workers`. Tests share
+    one per module (starting one costs about 5 s on 2 cores): a test that removes or adds nodes puts
+    the cluster back as it found it."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from ray.cluster_utils import Cluster
+
+    # A node that dies is declared dead after 3 missed health checks a second apart (Ray's default:
+    # 5 missed, 3 s apart): the node-loss tests wait seconds, not half a minute, for Ray to notice.
+    health = {"health_check_period_ms": 1000, "health_check_timeout_ms": 1000, "health_check_failure_threshold": 3}
+    cluster = Cluster(initialize_head=True, head_node_args={"include_dashboard": False, "_system_config": health, **head})
+    nodes = [cluster.add_node(**node) for node in workers]
+    cluster.wait_for_nodes()
+    try:
+        yield cluster, nodes
+    finally:
+        cluster.shutdown()
+
+
+def replace_node(cluster: Any, node: Any, **node_args: Any) -> Any:
+    """Kill `node` at once (no graceful shutdown: a machine that dies) and add a fresh one like it,
+    as an autoscaler would; returns the new node."""
+    cluster.remove_node(node, allow_graceful=False)
+    return cluster.add_node(**node_args)

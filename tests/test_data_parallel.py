@@ -138,6 +138,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_a_data_parallel_step_equals_the_single_process_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(Path(__file__).resolve().parent.parent)
     mp.spawn(_rank_main, args=(_free_port(), str(tmp_path)), nprocs=RANKS, join=True)
@@ -221,6 +222,7 @@ def test_placement_counts_workers_and_keeps_drivers_off_the_workers_cpus() -> No
         check_placement(Resources(workers=2, gpu=2), [head, *two], "the cluster")
 
 
+@pytest.mark.slow
 def test_more_workers_than_the_machine_can_place_is_refused_before_anything_starts(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from benchmark.__main__ import main

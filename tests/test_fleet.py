@@ -18,6 +18,7 @@ from benchmark.__main__ import main
 from benchmark.results.tables import METRIC_COLUMNS
 
 
+@pytest.mark.slow
 def test_local_executor_trains_and_writes_tidy_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     suite = tiny_suite(tmp_path, steps=30, every=10)
     status = main(["run", str(suite), "--executor", "local", "--results", str(tmp_path / "results"), "--no-report"])
@@ -38,16 +39,7 @@ def test_local_executor_trains_and_writes_tidy_tables(tmp_path: Path, capsys: py
     assert len(pd.read_csv(tmp_path / "results" / "tiny" / "metrics.csv")) == len(metrics)
 
 
-def test_ray_executor_runs_the_same_suite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    suite = tiny_suite(tmp_path, steps=20, every=10)
-    status = main(["run", str(suite), "--results", str(tmp_path / "results"), "--no-report"])
-    out = capsys.readouterr().out
-    assert status == 0, out
-    runs, metrics = read_tables(tmp_path / "results" / "tiny")
-    check_complete(runs, metrics, steps=20, every=10)
-    assert runs["ray_version"].notna().all()
-
-
+@pytest.mark.slow
 def test_killed_run_resumes_without_rerunning_finished_trials(tmp_path: Path) -> None:
     suite = tiny_suite(tmp_path, models="resnet20, plain20, resnet32", steps=30, every=5)
     results = tmp_path / "results"
@@ -109,6 +101,7 @@ def test_a_results_folder_continues_only_its_own_configuration(tmp_path: Path) -
         check_resumable(writer, [changed], fields, allow_changes=False)
 
 
+@pytest.mark.slow
 def test_a_second_run_on_a_folder_in_use_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     suite = tiny_suite(tmp_path, models="resnet20", steps=400, every=5)
     results = tmp_path / "results"
@@ -134,6 +127,7 @@ def test_a_second_run_on_a_folder_in_use_is_refused(tmp_path: Path, capsys: pyte
         again.wait()
 
 
+@pytest.mark.slow
 def test_a_relative_data_root_works_from_the_directory_it_names(tmp_path: Path) -> None:
     # Ray Tune runs every trial in its own working directory: the driver resolves data.root once.
     from test_data_jpeg import make_npz
@@ -150,6 +144,7 @@ def test_a_relative_data_root_works_from_the_directory_it_names(tmp_path: Path) 
     assert list(runs["status"]) == ["completed"] and list(runs["data_source"]) == ["jpeg75"]
 
 
+@pytest.mark.slow
 def test_changed_code_is_refused_on_resume_unless_allowed(tmp_path: Path) -> None:
     # An installed copy outside git: its code version is the hash of the package's files.
     copy = tmp_path / "copy"
@@ -180,6 +175,7 @@ def test_changed_code_is_refused_on_resume_unless_allowed(tmp_path: Path) -> Non
     assert runs.loc["resnet20-A-s0", "code_version"] == before  # a finished trial keeps the code it ran
 
 
+@pytest.mark.slow
 def test_a_line_cut_mid_write_is_set_aside_and_every_whole_row_kept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     suite = tiny_suite(tmp_path, steps=20, every=5)
     args = ["run", str(suite), "--executor", "local", "--results", str(tmp_path / "results"), "--no-report"]
@@ -203,6 +199,7 @@ def test_a_line_cut_mid_write_is_set_aside_and_every_whole_row_kept(tmp_path: Pa
     assert dict(missing["problem"]) == {"plain20-s0": "3 of 4 evaluation points"}
 
 
+@pytest.mark.slow
 def test_a_corrupt_checkpoint_is_named_set_aside_and_the_trial_restarts_clean(tmp_path: Path,
                                                                                capsys: pytest.CaptureFixture[str]) -> None:
     suite = tiny_suite(tmp_path, models="resnet20", steps=10, every=5)
@@ -256,6 +253,7 @@ def test_a_garbage_runs_table_is_one_line_and_nothing_is_written(tmp_path: Path,
     assert (folder / "runs.csv").read_text() == "\x00garbage;;\nmore garbage\n" and not (folder / "metrics.csv").exists()
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_the_run_resumes_once_space_is_freed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                           capsys: pytest.CaptureFixture[str]) -> None:
     import errno

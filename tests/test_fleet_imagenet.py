@@ -3,6 +3,7 @@ through the torch and the ffcv loaders, and the suite checks that come before.""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +13,7 @@ from benchmark.__main__ import main
 from tests.test_data_imagenet import SIZES, write_jpeg
 
 
+@pytest.mark.slow
 def test_imagenet_suite_trains_through_the_torch_loader(tmp_path: Path) -> None:
     root = _tiny_tree(tmp_path / "imagenet")
     suite = tmp_path / "imagenet_tiny.yaml"
@@ -54,6 +56,7 @@ eval_ten_crop: true
 """
 
 
+@pytest.mark.slow
 @pytest.mark.ffcv
 def test_imagenet_suite_trains_through_the_ffcv_loader(tmp_path: Path, capsys) -> None:
     pytest.importorskip("ffcv")
@@ -75,14 +78,24 @@ def test_imagenet_suite_trains_through_the_ffcv_loader(tmp_path: Path, capsys) -
     assert "imagenet-train.beton: written from" in capsys.readouterr().err and not (tmp_path / "again").exists()
 
 
-def test_imagenet_suite_without_its_betons_is_refused_before_anything_starts(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("ffcv_installed", [True, False], ids=["with-ffcv", "without-ffcv"])
+def test_imagenet_suite_without_its_betons_is_refused_before_anything_starts(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch, ffcv_installed: bool
+) -> None:
+    if ffcv_installed:
+        pytest.importorskip("ffcv")
+    else:  # a machine without the extra: `import ffcv` fails, and that is what the one line names
+        monkeypatch.setitem(sys.modules, "ffcv", None)
     root = _tiny_tree(tmp_path / "imagenet")
     suite = tmp_path / "imagenet_ffcv.yaml"
     suite.write_text(FFCV_SUITE.format(root=root))
     status = main(["run", str(suite), "--executor", "local", "--results", str(tmp_path / "results"), "--no-report"])
     err = capsys.readouterr().err
     assert status == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
-    assert "imagenet-train.beton" in err and f"data write-beton --dataset imagenet --root {root.resolve()}" in err
+    if ffcv_installed:
+        assert "imagenet-train.beton" in err and f"data write-beton --dataset imagenet --root {root.resolve()}" in err
+    else:
+        assert "loader: 'ffcv' needs the ffcv extra" in err and "pip install '.[ffcv]'" in err
     assert not (tmp_path / "results").exists()
 
 

@@ -239,6 +239,7 @@ def test_the_precision_check_runs_on_the_cpu(tmp_path: Path) -> None:
     assert outcomes[0].status == "pass"  # three steps at lr 0.01 already lower the loss
 
 
+@pytest.mark.slow
 def test_the_resume_check_runs_on_the_cpu(tmp_path: Path) -> None:
     from benchmark.throughput.gpu_check import check_resume
 
@@ -259,6 +260,7 @@ def test_the_speedup_measurement_runs_on_the_cpu() -> None:
     assert judge_speedup(result)[0].value == result["speedup"]
 
 
+@pytest.mark.slow
 def test_the_ddp_check_runs_on_the_cpu_with_gloo(tmp_path: Path) -> None:
     # The GPU check's path with its other backend: 2 processes, gloo instead of NCCL, ranks on the CPU.
     from benchmark.throughput.gpu_check import check_ddp

@@ -22,6 +22,7 @@ def csv_rows() -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(buffer.getvalue())))
 
 
+@pytest.mark.slow
 def test_list_table_names_every_model_with_paper_rounding(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list"]) == 0
     out = capsys.readouterr().out

@@ -32,6 +32,7 @@ def no_ray_running() -> None:
     ray.shutdown()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("no_ray_running")
 @pytest.mark.skipif(CORES < 2, reason="sharing the CPU needs two cores")
 def test_packing_measures_k_trials_against_one(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -88,6 +89,7 @@ def test_a_table_with_another_schema_is_not_appended_to(tmp_path: Path, capsys: 
     assert table.read_text() == "model,trials\nresnet20,1\n"
 
 
+@pytest.mark.slow
 def test_a_ray_already_running_in_the_process_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # Its resources are not this measurement's to choose (it might see other GPUs, or other users).
     from benchmark.fleet.ray_cluster import connect
@@ -101,6 +103,7 @@ def test_a_ray_already_running_in_the_process_is_refused(tmp_path: Path, capsys:
     assert not (tmp_path / "packing.csv").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("no_ray_running")
 def test_a_trial_that_fails_is_one_line_and_appends_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
@@ -147,6 +150,7 @@ def test_a_device_outside_cuda_visible_devices_is_one_line(monkeypatch: pytest.M
         physical_gpu(torch.device("cuda", 2))
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("no_ray_running")
 def test_trials_sharing_cuda_1_are_given_that_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     # A Ray node given one logical GPU (this machine has none): the private instance for cuda:1 of

@@ -82,6 +82,7 @@ eval_batch_size: 32
 """
 
 
+@pytest.mark.slow
 def test_relatives_smoke_suite_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # DenseNet's recipe (Nesterov, batch 64 shrunk to 8) on a gated, a wide and a dense net.
     built = []

@@ -64,6 +64,7 @@ class Killed(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_checkpoint_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     trial = load_suite(suite_file(tmp_path, "{name: cifar10_he2015, batch_size: 32, max_steps: 12}")).trials()[0]
     straight: list[dict] = []

@@ -15,20 +15,24 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
-from torchvision import transforms
-from torchvision.transforms import functional as TF
 
 from benchmark import DataError
 from benchmark.hardware import cores
+
+if TYPE_CHECKING:
+    from torchvision import transforms
+
+# torchvision is imported where a transform is built, not with this module: it costs a process about
+# 1.4 s (it imports torch._dynamo), and the driver imports this module for the folder's fingerprint.
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 MEAN = (0.485, 0.456, 0.406)
@@ -139,8 +143,11 @@ class RandomShorterSide:
         self.low, self.high = low, high
 
     def __call__(self, image: Image.Image) -> Image.Image:
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import functional as TF
+
         size = int(torch.randint(self.low, self.high + 1, ()).item())
-        return TF.resize(image, size, interpolation=transforms.InterpolationMode.BILINEAR, antialias=True)
+        return TF.resize(image, size, interpolation=InterpolationMode.BILINEAR, antialias=True)
 
 
 class Lighting:
@@ -167,18 +174,26 @@ class StackCrops:
     """Tensor + normalise each crop of ``TenCrop`` and stack them: (10, 3, 224, 224)."""
 
     def __init__(self) -> None:
+        from torchvision import transforms
+
         self.normalise = transforms.Normalize(MEAN, STD)
 
     def __call__(self, crops: tuple[Image.Image, ...]) -> torch.Tensor:
+        from torchvision.transforms import functional as TF
+
         return torch.stack([self.normalise(TF.to_tensor(crop)) for crop in crops])
 
 
 def train_transform(lighting_std: float = LIGHTING_STD) -> transforms.Compose:
+    from torchvision import transforms
+
     return transforms.Compose([RandomShorterSide(), transforms.RandomCrop(CROP), transforms.RandomHorizontalFlip(),
                                transforms.ToTensor(), Lighting(lighting_std), transforms.Normalize(MEAN, STD)])
 
 
 def eval_transform() -> transforms.Compose:
+    from torchvision import transforms
+
     return transforms.Compose([transforms.Resize(EVAL_RESIZE), transforms.CenterCrop(CROP),
                                transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
 
@@ -186,6 +201,8 @@ def eval_transform() -> transforms.Compose:
 def ten_crop_transform() -> transforms.Compose:
     """Resize the shorter side to 256, then the 10 crops of Section 3.4 (torchvision order: four
     corners, centre, then the same five of the flipped image)."""
+    from torchvision import transforms
+
     return transforms.Compose([transforms.Resize(EVAL_RESIZE), transforms.TenCrop(CROP), StackCrops()])
 
 

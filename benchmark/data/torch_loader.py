@@ -14,15 +14,18 @@ seeded per epoch; without workers, the transforms' draws from torch's global RNG
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
-from torchvision import transforms
 
 from benchmark.data import preprocess
 from benchmark.data.epochs import EpochLoader, check_shard
+
+if TYPE_CHECKING:
+    from torchvision import transforms
 
 
 class SubtractMeanImage:
@@ -69,6 +72,10 @@ def cifar_torch_loader(images: np.ndarray, labels: np.ndarray, mean: np.ndarray,
 
 
 def cifar_transform(mean: np.ndarray, augment: bool) -> transforms.Compose:
+    # torchvision here, not at import: it costs a process about 1.4 s (it imports torch._dynamo), and
+    # only this loader needs it (a Ray trial on the device loader never does)
+    from torchvision import transforms
+
     steps: list = []
     if augment:  # Section 4.2: zero-pad 4, random 32x32 crop, horizontal flip
         steps += [transforms.RandomCrop(preprocess.SIZE, padding=preprocess.PAD),
