@@ -4,7 +4,6 @@ one process on the same global batches; the suite and placement checks that come
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -106,10 +105,11 @@ def _trained(replicas: Replicas, steps: int) -> tuple[TrainStep, dict[str, float
     return trainer, train, evaluation
 
 
-def _rank_main(rank: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _rank_main(rank: int, out: str) -> None:
     torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=RANKS)
+    # A file rendezvous, as gpu-check's: a free TCP port picked beforehand can be taken by another
+    # process (Ray's, under pytest-xdist) before rank 0 binds it (seen: rank 0 aborted in gloo).
+    torch.distributed.init_process_group("gloo", init_method=f"file://{out}/rendezvous", rank=rank, world_size=RANKS)
     try:
         replicas = Replicas(rank=rank, world_size=RANKS)
         trainer, train, evaluation = _trained(replicas, steps=3)
@@ -132,16 +132,10 @@ def _rank_main(rank: int, port: int, out: str) -> None:
         torch.distributed.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_a_data_parallel_step_equals_the_single_process_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(Path(__file__).resolve().parent.parent)
-    mp.spawn(_rank_main, args=(_free_port(), str(tmp_path)), nprocs=RANKS, join=True)
+    mp.spawn(_rank_main, args=(str(tmp_path),), nprocs=RANKS, join=True)
     ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=False) for rank in range(RANKS)]
     single, train, evaluation = _trained(Replicas(), steps=3)
     for rank in ranks:  # identical on every rank, and equal to one process on the global batches
