@@ -11,7 +11,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist (`make test` runs two processes), each process and what it starts (a `run`
     driver, a local-executor trial) gets its share of the cores as torch threads: two processes each
     spinning up every core's worth of OpenMP threads made the in-process training tests up to 10x
-    slower (ResNet-1202's forward and backward: 2.8 s alone, 29 s beside another worker)."""
+    slower (ResNet-1202's forward and backward: under 2.8 s in one process, 29 s beside another;
+    2-7 s with the threads shared)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1 and os.environ.get("PYTEST_XDIST_WORKER"):
         import torch

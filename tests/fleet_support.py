@@ -151,9 +151,11 @@ def local_cluster(head: dict[str, Any], workers: list[dict[str, Any]]) -> Iterat
     user's cluster would be; yields it and its worker nodes, in the order of `workers`. Tests share
     one per module (starting one costs about 5 s on 2 cores): a test that removes or adds nodes puts
     the cluster back as it found it."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from ray.cluster_utils import Cluster
+
+    from benchmark.fleet.ray_cluster import quiet_ray_environment
+
+    quiet_ray_environment()  # the settings every run of ours starts Ray with
 
     # A node that dies is declared dead after 3 missed health checks a second apart (Ray's default:
     # 5 missed, 3 s apart): the node-loss tests wait seconds, not half a minute, for Ray to notice.
