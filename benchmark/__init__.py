@@ -37,3 +37,7 @@ class ResultsError(BenchmarkError):
 
 class ClaimsError(BenchmarkError):
     """A claims file (the paper's findings as data) that does not match its schema."""
+
+
+class WeightsError(BenchmarkError):
+    """A weights file that is missing, unreadable, would run code when read, or does not fit the model."""

@@ -15,11 +15,12 @@ from benchmark import BenchmarkError
 
 # Modules that contribute sub-commands, in the order `--help` lists them.
 COMMAND_MODULES = (
-    "benchmark.fleet.cli",              # run
+    "benchmark.fleet.cli",              # run, export
     "benchmark.suite.cli",              # validate
     "benchmark.models.cli",             # list
     "benchmark.data.cli",               # data ...
     "benchmark.report.cli",             # report, analyze
+    "benchmark.analysis.cli",           # evaluate
     "benchmark.throughput.cli",         # profile, packing
     "benchmark.throughput.gpu_check",   # gpu-check
     "benchmark.hardware.cli",           # hardware

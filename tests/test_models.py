@@ -110,6 +110,10 @@ def test_option_a_shortcut_is_parameter_free_and_zero_pads() -> None:
     assert out.shape == (2, 32, 4, 4)
     assert torch.equal(out[:, :16], x[:, :, ::2, ::2])
     assert torch.count_nonzero(out[:, 16:]) == 0
+    # akamaster's CIFAR code splits the zeros before and after (option_a_padding="both")
+    split = ShortcutA(16, 32, stride=2, padding="both")(x)
+    assert torch.equal(split[:, 8:24], x[:, :, ::2, ::2])
+    assert torch.count_nonzero(split[:, :8]) == torch.count_nonzero(split[:, 24:]) == 0
 
 
 def test_plain_nets_have_no_shortcut() -> None:
@@ -269,7 +273,7 @@ def test_model_info() -> None:
         "imagenet", "residual", 50, "B", "bottleneck",
     )  # fmt: skip
     assert (info.input_size, info.num_classes) == ((3, 224, 224), 1000)
-    assert info.options == ("shortcut", "preact", "num_classes", "bottleneck_stride")
+    assert info.options == ("shortcut", "option_a_padding", "preact", "num_classes", "bottleneck_stride")
     assert model_info("resnet34").default_shortcut == "A"  # Table 2: option A for 18/34
     plain = model_info("plain56")
     assert (plain.family, plain.kind, plain.depth, plain.default_shortcut) == ("cifar", "plain", 56, None)

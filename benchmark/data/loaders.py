@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from benchmark import DataError
@@ -28,7 +29,8 @@ LOADERS = ("device", "ffcv", "torch")
 def build_loaders(data: CifarData, loader: str = "device", batch_size: int = 128,
                   device: torch.device | str = "cpu", seed: int = 0, augment: bool = True,
                   eval_batch_size: int = 1000, num_workers: int = 2, beton_dir: str | Path | None = None,
-                  shuffle: bool = True, shard: tuple[int, int] = (0, 1)) -> tuple[EpochLoader, EpochLoader]:
+                  shuffle: bool = True, shard: tuple[int, int] = (0, 1),
+                  mean: np.ndarray | None = None) -> tuple[EpochLoader, EpochLoader]:
     """(train_loader, eval_loader) for ``data``.
 
     The training loader shuffles (``shuffle``), augments (``augment``: pad 4, random 32x32 crop,
@@ -54,7 +56,7 @@ def build_loaders(data: CifarData, loader: str = "device", batch_size: int = 128
         raise DataError(f"loader {loader!r}: data-parallel CIFAR-10 ranks shard the 'device' loader; use loader: device")
     if ranks > 1 and len(data.y_eval) < ranks:
         raise DataError(f"{len(data.y_eval)} evaluation images cannot give each of {ranks} ranks a share")
-    mean = preprocess.mean_image(data.x_train)
+    mean = preprocess.mean_image(data.x_train) if mean is None else mean
     train_options = dict(batch_size=batch_size, device=device, seed=seed, augment=augment,
                          shuffle=shuffle, drop_last=True)
     eval_options = dict(batch_size=eval_batch_size, device=device, seed=seed, augment=False,

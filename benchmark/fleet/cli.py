@@ -37,6 +37,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="bf16 on a CPU without native bf16 is an error (default: fp32 instead, said in one line)")
     run.set_defaults(func=cmd_run)
 
+    export = subparsers.add_parser(
+        "export", help="a completed trial's net as model.safetensors + model.json (its model card)",
+        description="For each completed trial of a results folder (or the one named), write OUT/<trial_id>/model.safetensors "
+                    "(the final weights and the training mean image) and model.json (the model card: how to build and feed "
+                    "the net, its recipe, data, errors, code version, hardware, a one-line loading snippet), from the "
+                    "folder's weights/ or, where a trial's weights were never kept, from its checkpoint.")
+    export.add_argument("results", type=Path, help="a results folder, e.g. results/degradation")
+    export.add_argument("--trial", default=None, metavar="ID", help="one trial (default: every completed one)")
+    export.add_argument("--out", type=Path, required=True, help="output folder")
+    export.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from benchmark.fleet.final_weights import export_trials
+
+    written = export_trials(args.results, args.out, args.trial)
+    for path in written:
+        print(path)
+    return 0
+
 
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.fleet.progress import console_view

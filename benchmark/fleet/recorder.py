@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from benchmark.fleet.curves import TrainingCurves
+from benchmark.fleet.final_weights import keep_final_weights
 from benchmark.fleet.progress import FleetView, TrialProgress
 from benchmark.results.tables import FINISHED, RUN_COLUMNS, ResultsWriter
 from benchmark.suite.spec import Trial
@@ -101,6 +102,8 @@ class FleetRecorder:
         if checkpoint is not None:
             fields["checkpoint"] = checkpoint
         self.writer.update_run(trial_id, **fields)
+        if checkpoint is not None:  # the checkpoint of this very row: a completed trial's final weights
+            keep_final_weights(self.writer, trial_id, self.out)
         if row.get("note"):
             self.out(f"{trial_id:<22} note: {row['note']}")
         self.out(
@@ -126,8 +129,10 @@ class FleetRecorder:
                      f"moved to {self.writer.discarded_path.name}")
 
     def checkpoint(self, trial_id: str, location: str) -> None:
-        """Where the trial's latest checkpoint lives (a later run resumes from it)."""
+        """Where the trial's latest checkpoint lives (a later run resumes from it). Ray hands it over
+        after the row it belongs to: a completed trial's is its final weights."""
         self.writer.update_run(trial_id, checkpoint=location)
+        keep_final_weights(self.writer, trial_id, self.out)
 
     def failed(self, trial_id: str, message: str) -> None:
         lines = message.strip().splitlines()

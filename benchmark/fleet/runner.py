@@ -21,6 +21,7 @@ from typing import Any
 from benchmark import SuiteError
 from benchmark.fleet.dataset import SuiteData, resolve_data
 from benchmark.fleet.executor import Executor, FleetPlan
+from benchmark.fleet.final_weights import keep_final_weights
 from benchmark.fleet.local import LocalExecutor
 from benchmark.fleet.lock import FolderLock
 from benchmark.fleet.preflight import check_loader, check_placement, check_precision, check_resumable, driver_request
@@ -123,6 +124,8 @@ def _run_in_folder(suite: Suite, folder: Path, runner: Executor, data: SuiteData
             raise
         finally:
             recorder.close()
+        for trial in pending:  # any final weights the recorder could not keep as the trial completed
+            keep_final_weights(writer, trial.trial_id, out)
     return {t.trial_id: writer.status(t.trial_id) for t in trials}
 
 

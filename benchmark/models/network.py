@@ -37,7 +37,7 @@ def make_stage(
     blocks = []
     for index in range(n):
         block_in, block_stride = (in_planes, stride) if index == 0 else (out_planes, 1)
-        shortcut = make_shortcut(options.shortcut, block_in, out_planes, block_stride)
+        shortcut = make_shortcut(options.shortcut, block_in, out_planes, block_stride, options.option_a_padding)
         blocks.append(block(block_in, planes, block_stride, shortcut, residual=residual, **extra))
     return nn.Sequential(*blocks)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from benchmark import ModelError
 from benchmark.models.registry import ModelInfo
+from benchmark.models.shortcuts import OPTION_A_PADDINGS
 
 # Section 3.3 of the paper: (A) zero-padding identity, (B) projections where dimensions increase,
 # (C) projections on all shortcuts.
@@ -26,11 +27,13 @@ class ModelOptions:
     preact: bool
     num_classes: int
     bottleneck_stride: str | None  # None for nets of basic blocks
+    option_a_padding: str = "after"  # where option A's zero channels go (shortcuts.OPTION_A_PADDINGS)
 
 
 def option_names(*, residual: bool, bottleneck: bool) -> tuple[str, ...]:
-    """The options a model takes: plain nets have no shortcut; only bottleneck nets a stride choice."""
-    names = ("shortcut",) if residual else ()
+    """The options a model takes: plain nets have no shortcut (and so no option A padding); only
+    bottleneck nets a stride choice."""
+    names = ("shortcut", "option_a_padding") if residual else ()
     names += ("preact", "num_classes")
     return names + (("bottleneck_stride",) if bottleneck else ())
 
@@ -48,6 +51,13 @@ def parse_options(info: ModelInfo, options: Mapping[str, object]) -> ModelOption
     shortcut = given.get("shortcut", info.default_shortcut) if residual else None
     if residual:
         _check_shortcut(model, shortcut)
+    padding = given.get("option_a_padding", "after")
+    if padding not in OPTION_A_PADDINGS:
+        raise ModelError(f"unknown option_a_padding {padding!r} for {model}; expected 'after' (zero channels after the "
+                         "identity's, this project's) or 'both' (split before and after, as akamaster's CIFAR code)")
+    if padding != "after" and shortcut != "A":
+        raise ModelError(f"option_a_padding={padding!r} places option A's zero channels, but {model} is built with "
+                         f"shortcut={shortcut!r}")
     preact = given.get("preact", False)
     if not isinstance(preact, bool):
         raise ModelError(f"preact must be true or false for {model}, got {preact!r}")
@@ -60,7 +70,7 @@ def parse_options(info: ModelInfo, options: Mapping[str, object]) -> ModelOption
             f"unknown bottleneck_stride {stride!r} for {model}; expected '1x1' (the paper: "
             "stride in the first 1x1 conv) or '3x3' (torchvision's v1.5: stride in the 3x3 conv)"
         )
-    return ModelOptions(shortcut, preact, num_classes, stride)
+    return ModelOptions(shortcut, preact, num_classes, stride, padding)
 
 
 def _not_taken(model: str, key: str, value: object, allowed: tuple[str, ...], kind: str = "plain") -> str:

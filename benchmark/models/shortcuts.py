@@ -10,6 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# Where option A's zero channels go (ShortcutA): after the identity's channels (this project, as
+# fb.resnet.torch), or split before and after (akamaster/pytorch_resnet_cifar10 and its copies).
+OPTION_A_PADDINGS = ("after", "both")
+
 
 class ShortcutA(nn.Module):
     """Option A: identity with extra zero entries padded for increasing dimensions (Section 3.3).
@@ -20,24 +24,34 @@ class ShortcutA(nn.Module):
     two sizes, they are performed with a stride of 2". The new channels are zeros appended after
     the old ones, as in the authors' collaborators' fb.resnet.torch (akamaster's CIFAR code pads
     on both sides instead; the two are equivalent up to a permutation of the next layer's filters).
+
+    ``padding`` says where the zeros go: "after" the identity's channels (ours), or "both": half
+    before and half after, as akamaster's code and the CIFAR reproductions that copy it do. The
+    paper does not say, and the weights cannot tell: a net scored with the other side than it was
+    trained with gets a visibly wrong error, so evaluating another project's weights must match it.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, padding: str = "after") -> None:
         super().__init__()
         if out_channels < in_channels:
             raise ValueError(f"option A only pads: {in_channels} -> {out_channels} channels")
+        if padding not in OPTION_A_PADDINGS:
+            raise ValueError(f"unknown option A padding {padding!r}; expected one of {OPTION_A_PADDINGS}")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.stride = stride
+        self.padding = padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride > 1:
             x = x[:, :, :: self.stride, :: self.stride]
+        extra = self.out_channels - self.in_channels
+        before = extra // 2 if self.padding == "both" else 0
         # F.pad's pairs run from the last dimension back: (W, W, H, H, C before, C after).
-        return F.pad(x, (0, 0, 0, 0, 0, self.out_channels - self.in_channels))
+        return F.pad(x, (0, 0, 0, 0, before, extra - before))
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
+        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}, padding={self.padding}"
 
 
 class ProjectionShortcut(nn.Sequential):
@@ -54,13 +68,15 @@ class ProjectionShortcut(nn.Sequential):
         )
 
 
-def make_shortcut(option: str | None, in_channels: int, out_channels: int, stride: int) -> nn.Module | None:
-    """The shortcut of one block; None for the identity (and for plain nets, option None)."""
+def make_shortcut(option: str | None, in_channels: int, out_channels: int, stride: int,
+                  padding: str = "after") -> nn.Module | None:
+    """The shortcut of one block; None for the identity (and for plain nets, option None).
+    ``padding``: where option A puts its zero channels (``ShortcutA``)."""
     changes = stride != 1 or in_channels != out_channels
     if option is None or (option in ("A", "B") and not changes):
         return None
     if option == "A":
-        return ShortcutA(in_channels, out_channels, stride)
+        return ShortcutA(in_channels, out_channels, stride, padding)
     if option in ("B", "C"):
         return ProjectionShortcut(in_channels, out_channels, stride)
     raise ValueError(f"unknown shortcut option {option!r}")

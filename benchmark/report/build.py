@@ -14,7 +14,7 @@ import pandas as pd
 from benchmark.analysis.claims import Claim, load_claims
 from benchmark.analysis.reference import reproductions
 from benchmark.analysis.verdicts import evaluate_claims
-from benchmark.report import figures, relatives, tables
+from benchmark.report import evaluations, figures, relatives, tables
 from benchmark.report.formats import number as _num
 from benchmark.report.formats import seed_stats
 from benchmark.report.formats import signed as _signed
@@ -247,7 +247,8 @@ def build_report(results_dir: str | Path, out_dir: str | Path | None = None,
         blocks.append(Heading("Final error against depth"))
         blocks += [save_figure(named, folder) for named in depth_figures]
     blocks += details_blocks(verdicts)
-    blocks += _reproduction(paper) + _published(paper) + _shortcuts(paper) + relatives.section(results, folder)
+    blocks += _reproduction(paper) + _published(paper) + evaluations.section(results)
+    blocks += _shortcuts(paper) + relatives.section(results, folder)
     blocks += _convergence(results) + _run_throughput(results)
     if results.throughput is not None and results.throughput_path is not None:
         blocks += _hardware(results.throughput, results.throughput_path)

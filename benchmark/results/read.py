@@ -52,6 +52,10 @@ PACKING_COLUMNS = (  # the columns of results/throughput/packing.csv a report re
 )
 PACKING_NUMERIC = ("trials", "batch_size", "steps", "rounds", "images_per_s_total", "images_per_s_per_trial",
                    "speedup_vs_one", "efficiency", "cores")
+# results/evaluations.csv (`python -m benchmark evaluate`): the columns a report reads.
+EVALUATIONS_COLUMNS = ("evaluated_at", "model", "weights", "suite", "trial_id", "dataset", "data_source", "eval_split",
+                       "images", "crops", "normalisation", "top1_error", "top5_error", "device")
+EVALUATIONS_NUMERIC = ("images", "crops", "top1_error", "top5_error", "loss", "batch_size")
 # Written by `python -m benchmark analyze --out results/<suite>/analysis` (benchmark/analysis/diagnostics.py).
 ANALYSIS_FILES = ("gradient_norms.csv", "layer_responses.csv")
 ANALYSIS_COLUMNS = ("layer_index", "layer", "model", "kind", "depth", "checkpoint", "step", "value")
@@ -77,6 +81,7 @@ class Results:
     throughput: pd.DataFrame | None = None
     throughput_path: Path | None = None
     analysis: dict[str, pd.DataFrame] = field(default_factory=dict)
+    evaluations: pd.DataFrame | None = None  # rows of evaluations.csv scoring this suite's nets
 
 
 def _read_csv(path: Path, required: tuple[str, ...], numeric: tuple[str, ...]) -> pd.DataFrame:
@@ -135,8 +140,8 @@ def _line(frame: pd.DataFrame, position: int) -> int:
     return frame.attrs["lines"][position]
 
 
-def _check_percent(frame: pd.DataFrame, path: Path) -> None:
-    for name in PERCENT_COLUMNS:
+def _check_percent(frame: pd.DataFrame, path: Path, columns: tuple[str, ...] = PERCENT_COLUMNS) -> None:
+    for name in columns:
         if name in frame.columns:
             values = frame[name]
             bad = values.notna() & np.isfinite(values) & ((values < 0) | (values > 100))
@@ -240,6 +245,21 @@ def load_packing(path: Path) -> pd.DataFrame:
     return _load_measurements(path, PACKING_COLUMNS, PACKING_NUMERIC)
 
 
+def evaluations_path(results_dir: Path) -> Path | None:
+    """results/evaluations.csv beside the suites' folders (a copy in the suite's own folder first)."""
+    for candidate in (results_dir / "evaluations.csv", results_dir.parent / "evaluations.csv"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_evaluations(path: Path) -> pd.DataFrame:
+    """The evaluations table (`python -m benchmark evaluate`), validated."""
+    table = _read_csv(path, EVALUATIONS_COLUMNS, EVALUATIONS_NUMERIC)
+    _check_percent(table, path, ("top1_error", "top5_error"))
+    return _checked(table)
+
+
 def load_results(results_dir: str | Path) -> Results:
     """Read and validate ``results_dir`` (runs.csv, metrics.csv, optional throughput/analysis)."""
     path = Path(results_dir)
@@ -272,5 +292,9 @@ def load_results(results_dir: str | Path) -> Results:
             table = _read_csv(file, ANALYSIS_COLUMNS, ANALYSIS_NUMERIC)
             _check_choice(table, "kind", KINDS, file)
             analysis[name.removesuffix(".csv")] = _checked(table)
+    evaluations = None
+    if (found := evaluations_path(path)) is not None:
+        table = load_evaluations(found)
+        evaluations = table[(table["suite"] == suite) & table["trial_id"].isin(runs["trial_id"])].reset_index(drop=True)
     return Results(path=path, suite=suite, runs=runs, metrics=metrics, throughput=throughput,
-                   throughput_path=throughput_path, analysis=analysis)
+                   throughput_path=throughput_path, analysis=analysis, evaluations=evaluations)

@@ -6,6 +6,8 @@
 - `runs.csv`: one row per trial (axes, seed, status, final metrics, effective recipe, provenance),
   replaced atomically whenever a trial changes state;
 - `trials/<trial_id>.json`: each trial's full effective configuration and provenance;
+- `weights/<trial_id>.safetensors` and `.json`: a completed trial's final weights and model card
+  (`benchmark/results/weights.py`), committed with the tables (a size rule keeps large nets out);
 - `discarded_metrics.csv`: rows taken out of `metrics.csv`, with the reason (an earlier attempt's
   rows that a retry did not continue, lines cut by a crash mid-write); kept, never silently lost;
 - `_state/`: checkpoints, the run lock and executor scratch space (machine-local, not committed).
@@ -47,6 +49,18 @@ RUN_COLUMNS = (
     "git_commit", "code_version", "allowed_changes", "torch_version", "torchvision_version", "numpy_version",
     "ray_version", "ffcv_version", "cuda_version", "python_version", "hostname", "storage", "checkpoint",
     "started_at", "finished_at", "error",
+)
+
+# `results/evaluations.csv` (beside the suites' folders), append-only: one row per `python -m benchmark
+# evaluate` of a weights file (benchmark/analysis/evaluation.py). Errors are percentages; `suite` and
+# `trial_id` are the model card's, empty for weights trained elsewhere.
+EVALUATION_COLUMNS = (
+    "evaluated_at", "model", "family", "shortcut", "option_a_padding", "preact", "bottleneck_stride",
+    "weights", "weights_sha256", "weights_format", "weights_layout", "suite", "trial_id",
+    "dataset", "data_source", "data_fingerprint", "eval_split", "images", "crops", "normalisation", "mean_image",
+    "precision", "channels_last", "batch_size", "top1_error", "top5_error", "loss",
+    "device", *RUN_HARDWARE_COLUMNS, "git_commit", "code_version", "torch_version", "torchvision_version",
+    "numpy_version", "cuda_version", "python_version", "hostname",
 )
 
 STATUSES = ("pending", "running", "interrupted", "completed", "diverged", "failed")
@@ -108,6 +122,18 @@ def _append(path: Path, columns: tuple[str, ...], rows: list[list[Any]]) -> None
         with open(path, "a", newline="") as handle:
             handle.write(text)
             handle.flush()
+
+
+def append_evaluation(path: Path, row: dict[str, Any]) -> None:
+    """Append one evaluation row to `path` (results/evaluations.csv), a whole row in one write.
+    A file whose header is not `EVALUATION_COLUMNS` is refused rather than appended to."""
+    if path.exists() and path.stat().st_size:
+        with open(path, newline="") as handle:
+            header = handle.readline().rstrip("\r\n")
+        if header != ",".join(EVALUATION_COLUMNS):
+            raise ResultsError(f"{path}: not an evaluations table (header {header[:80]!r}); move it aside or name "
+                               "another file with --out")
+    _append(path, EVALUATION_COLUMNS, [[_cell(row.get(column)) for column in EVALUATION_COLUMNS]])
 
 
 class ResultsWriter:
@@ -179,19 +205,24 @@ class ResultsWriter:
         atomic_write_text(self.folder / "trials" / f"{trial_id}.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     def trial_config(self, trial_id: str) -> dict[str, Any] | None:
-        path = self.folder / "trials" / f"{trial_id}.json"
-        if not path.exists():
-            return None
-        try:
-            config = json.loads(path.read_text())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ResultsError(f"{path}: not a trial configuration (invalid JSON: {exc})") from None
-        if not isinstance(config, dict):
-            raise ResultsError(f"{path}: not a trial configuration (expected a JSON object)")
-        return config
+        return read_trial_config(self.folder, trial_id)
 
     def status(self, trial_id: str) -> str:
         return str(self.runs.get(trial_id, {}).get("status", ""))
+
+
+def read_trial_config(folder: Path, trial_id: str) -> dict[str, Any] | None:
+    """`trials/<trial_id>.json` of a results folder (None when it has none)."""
+    path = Path(folder) / "trials" / f"{trial_id}.json"
+    if not path.exists():
+        return None
+    try:
+        config = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path}: not a trial configuration (invalid JSON: {exc})") from None
+    if not isinstance(config, dict):
+        raise ResultsError(f"{path}: not a trial configuration (expected a JSON object)")
+    return config
 
 
 def read_runs(path: Path) -> dict[str, dict[str, Any]]:

@@ -88,11 +88,14 @@ def load_data(trial: Trial, data: CifarData | None = None) -> CifarData:
     return dataclasses.replace(data, **changes) if changes else data
 
 
-def build_trial_loaders(trial: Trial, device: torch.device, beton_dir: Path | None,
-                        data: CifarData | None = None, shard: tuple[int, int] = (0, 1)) -> tuple[Any, Any, dict[str, str]]:
-    """(train_loader, eval_loader, {data_source, eval_split}) for the trial's dataset; `shard`: a
-    data-parallel rank's share (benchmark/training/data_parallel.py)."""
+def build_trial_loaders(trial: Trial, device: torch.device, beton_dir: Path | None, data: CifarData | None = None,
+                        shard: tuple[int, int] = (0, 1)) -> tuple[Any, Any, dict[str, str], np.ndarray | None]:
+    """(train_loader, eval_loader, {data_source, eval_split}, mean image) for the trial's dataset;
+    `shard`: a data-parallel rank's share (benchmark/training/data_parallel.py). The mean image
+    (CIFAR-10's input normalisation, float32 (32, 32, 3) in 0..255; None for ImageNet's per-channel
+    one) goes into every checkpoint, so the trial's weights can be scored on their own."""
     from benchmark.data import build_loaders
+    from benchmark.data.preprocess import mean_image
 
     if trial.data.dataset == "imagenet":
         from benchmark.data.loaders import build_imagenet_loaders
@@ -104,8 +107,9 @@ def build_trial_loaders(trial: Trial, device: torch.device, beton_dir: Path | No
             eval_batch_size=trial.eval_batch_size, num_workers=trial.data.num_workers, ten_crop=trial.eval_ten_crop,
             loader=trial.loader, shard=shard,
         )
-        return train_loader, eval_loader, {"data_source": "folder", "eval_split": "val"}
+        return train_loader, eval_loader, {"data_source": "folder", "eval_split": "val"}, None
     data = load_data(trial, data)
+    mean = mean_image(data.x_train)
     train_loader, eval_loader = build_loaders(
         data,
         loader=trial.loader,
@@ -116,8 +120,9 @@ def build_trial_loaders(trial: Trial, device: torch.device, beton_dir: Path | No
         num_workers=trial.data.num_workers,
         beton_dir=beton_dir,
         shard=shard,
+        mean=mean,
     )
-    return train_loader, eval_loader, {"data_source": data.source, "eval_split": data.eval_split}
+    return train_loader, eval_loader, {"data_source": data.source, "eval_split": data.eval_split}, mean
 
 
 def train_trial(
@@ -158,7 +163,7 @@ def _train(trial: Trial, session: TrialSession, device: torch.device, data: Cifa
     recipe = trial.recipe
 
     try:
-        train_loader, eval_loader, data_fields = build_trial_loaders(trial, device, beton_dir, data, replicas.shard)
+        train_loader, eval_loader, data_fields, mean = build_trial_loaders(trial, device, beton_dir, data, replicas.shard)
     except DataError as exc:
         raise DataError(f"node {session.node}: {exc}") from None
     model = replicas.prepare(build_model(trial.model, **trial.model_options())).to(device)
@@ -252,7 +257,7 @@ def _train(trial: Trial, session: TrialSession, device: torch.device, data: Cifa
                     "cuda_graphs": trainer.cuda_graphs,
                     "status": ("diverged" if diverged else "completed") if done else "running",
                 }
-                session.report(last_row, _checkpoint_payload(trainer, schedule, step, last_row))
+                session.report(last_row, _checkpoint_payload(trainer, schedule, step, last_row, mean))
                 note = ""
                 if done:
                     return last_row
@@ -307,9 +312,12 @@ class _Window:
 # byte tensors only) is stored as bytes, which `map_location` leaves alone.
 
 
-def _checkpoint_payload(trainer: TrainStep, schedule: LRSchedule, step: int, last_row: dict[str, Any]) -> dict[str, Any]:
-    """Everything a resumed trial needs to continue as if it had never stopped."""
+def _checkpoint_payload(trainer: TrainStep, schedule: LRSchedule, step: int, last_row: dict[str, Any],
+                        mean: np.ndarray | None = None) -> dict[str, Any]:
+    """Everything a resumed trial needs to continue as if it had never stopped, and the input's
+    mean image (float32 (3, 32, 32), 0..255; None for ImageNet), which its weights are scored with."""
     return {
+        "input_mean_image": None if mean is None else torch.from_numpy(np.ascontiguousarray(mean.transpose(2, 0, 1))),
         "model": _plain_state_dict(trainer.model),
         "optimizer": trainer.optimizer.state_dict(),
         "schedule": schedule.state_dict(),
