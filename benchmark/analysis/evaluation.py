@@ -77,9 +77,10 @@ def evaluate_weights(request: EvaluationRequest) -> Evaluation:
     info = model_info(request.model)  # an unknown name: one line with the close ones
     dataset = request.dataset or ("imagenet" if info.family == "imagenet" else "cifar10")
     if (dataset == "imagenet") != (info.family == "imagenet"):
-        raise ModelError(f"--model {request.model}: a {info.family} net ({'x'.join(map(str, info.input_size))} input, "
-                         f"{info.num_classes} classes); --dataset {dataset} needs a "
-                         f"{'ImageNet' if dataset == 'imagenet' else 'CIFAR-10'} net")
+        family = {"cifar": "a CIFAR-10", "imagenet": "an ImageNet"}
+        raise ModelError(f"--model {request.model}: {family[info.family]} net ({'x'.join(map(str, info.input_size))} "
+                         f"input, {info.num_classes} classes); --dataset {dataset} needs "
+                         f"{family['imagenet' if dataset == 'imagenet' else 'cifar']} net")
     check_choice(request.normalisation or DEFAULT_NORMALISATION[dataset], request.crops)
     if dataset == "cifar10" and request.crops != 1:
         raise DataError(f"--crops {request.crops}: CIFAR-10 is tested on the single 32x32 image (Section 4.2); "
