@@ -338,7 +338,7 @@ def test_any_6n_plus_2_depth() -> None:
         (build_model, ("resnet20",), {"bottleneck_stride": "3x3"}, "resnet20 has no bottleneck blocks, so bottleneck_stride='3x3' does not apply"),
         (build_model, ("resnet34",), {"bottleneck_stride": "3x3"}, "resnet34 has no bottleneck blocks"),
         (build_model, ("resnet50",), {"bottleneck_stride": "2x2"}, "unknown bottleneck_stride '2x2' for resnet50; expected '1x1'"),
-        (build_model, ("resnet20",), {"widen": 2}, "unknown option widen=2 for resnet20; resnet20 takes: shortcut, preact, num_classes"),
+        (build_model, ("resnet20",), {"widen": 2}, "unknown option widen=2 for resnet20; resnet20 takes: shortcut, option_a_padding, preact, num_classes"),
         (build_model, ("resnet20",), {"num_classes": 0}, "num_classes must be a positive integer for resnet20, got 0"),
         (build_model, ("resnet20",), {"preact": "yes"}, "preact must be true or false for resnet20, got 'yes'"),
         (cifar_n, (21,), {}, "CIFAR depth 21 is not 6n+2: depth must be 6n+2 (20, 32, 44, 56, 110, 1202, ...)"),

@@ -111,6 +111,7 @@ def test_bad_options_are_one_line(tmp_path: Path, capsys) -> None:
         tmp_path, capsys, good, "--normalisation", "pixels")
     assert "unknown option_a_padding 'left'" in _refused(tmp_path, capsys, good, "--option-a-padding", "left")
     assert "--dataset imagenet needs an ImageNet net" in _refused(tmp_path, capsys, good, "--dataset", "imagenet")
+    assert "precision 'fp8': expected one of" in _refused(tmp_path, capsys, good, "--precision", "fp8")
 
 
 def test_export_names_what_it_cannot_do(tmp_path: Path, capsys) -> None:

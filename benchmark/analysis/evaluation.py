@@ -31,7 +31,7 @@ from benchmark.models.weights import WeightsFile, load_weights, read_weights
 from benchmark.results.provenance import code_version, provenance
 from benchmark.results.tables import EVALUATION_COLUMNS
 from benchmark.training.backends import numerics
-from benchmark.training.step import evaluate
+from benchmark.training.step import autocast_dtype, evaluate
 
 DEFAULT_BATCH_SIZE = {"cifar10": 1000, "imagenet": 50}  # images per batch (x10 crops for 10-crop testing)
 BUILD_OPTIONS = ("shortcut", "option_a_padding", "bottleneck_stride")  # what --shortcut etc. may set
@@ -73,7 +73,8 @@ class Evaluation:
 
 
 def evaluate_weights(request: EvaluationRequest) -> Evaluation:
-    """Score `request.weights`; a one-line BenchmarkError for any mistake, before any data is read."""
+    """Score `request.weights`; a one-line BenchmarkError for any mistake, before any data is read (the
+    data's own errors aside)."""
     info = model_info(request.model)  # an unknown name: one line with the close ones
     dataset = request.dataset or ("imagenet" if info.family == "imagenet" else "cifar10")
     if (dataset == "imagenet") != (info.family == "imagenet"):
@@ -92,15 +93,13 @@ def evaluate_weights(request: EvaluationRequest) -> Evaluation:
     device = _device(request.device)
     weights = read_weights(request.weights)
     card = weights.card if weights.card and weights.card.get("model", {}).get("name") == request.model else {}
-    options = {**card.get("build_options", {}), **dict(request.options)}
-    if options.get("shortcut", "A") != "A":
-        options.pop("option_a_padding", None)  # a card's "after" says nothing once another option is asked
+    options = _build_options(request, card)
     net = build_model(request.model, **options)
-    label = request.model + "".join(f" {key}={value}" for key, value in options.items())
-    layout = load_weights(net, weights, label)
-    recorded = card.get("evaluation", {})
+    layout = load_weights(net, weights, request.model + "".join(f" {key}={value}" for key, value in options.items()))
+    recorded = card.get("evaluation", {})  # how the trial evaluated: the same numerics give the same digits
     normalisation = request.normalisation or card.get("input", {}).get("normalisation") or DEFAULT_NORMALISATION[dataset]
     precision = request.precision or recorded.get("precision") or "fp32"
+    autocast_dtype(precision, device)  # an unknown precision, or fp16 off CUDA: one line, before the data
     batch_size = request.batch_size or recorded.get("batch_size") or DEFAULT_BATCH_SIZE[dataset]
     channels_last = bool(recorded.get("channels_last"))
     test_set = _test_set(request, dataset, normalisation, weights, batch_size, device)
@@ -120,6 +119,14 @@ def evaluate_weights(request: EvaluationRequest) -> Evaluation:
     }
     return Evaluation(row, references(request.model, dataset, resolved["shortcut"], resolved["preact"], card),
                       _notes(card, test_set))
+
+
+def _build_options(request: EvaluationRequest, card: dict[str, Any]) -> dict[str, Any]:
+    """The model card's build options (our weights), with those the command gives in their place."""
+    options = {**card.get("build_options", {}), **dict(request.options)}
+    if options.get("shortcut", "A") != "A":
+        options.pop("option_a_padding", None)  # a card's "after" says nothing once another option is asked
+    return options
 
 
 def _device(name: str | None) -> torch.device:
