@@ -62,6 +62,9 @@ def test_a_driver_killed_with_sigkill_leaves_nothing_behind_and_the_run_resumes(
     assert runs["ray_version"].notna().all()
     # resumed from its stored checkpoint, not from step 0
     assert runs.set_index("trial_id").loc["resnet20-A-s0", "start_step"] >= 10
+    # each completed trial's final weights, read from Ray's storage, kept beside the tables
+    assert sorted(p.name for p in (results / "tiny" / "weights").glob("*.safetensors")) == [
+        "plain20-s0.safetensors", "resnet20-A-s0.safetensors"]
 
 
 def test_an_unreachable_ray_address_fails_at_once_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -140,6 +143,7 @@ def test_checkpoints_go_to_s3_storage_and_a_killed_run_resumes_from_there(tmp_pa
                           aws_secret_access_key="testing", region_name="us-east-1")
     keys = [item["Key"] for item in client.list_objects_v2(Bucket="ckpt", Prefix="suites/")["Contents"]]
     assert f"suites/{runs['checkpoint'].iloc[0]}/trial_state.pt" in keys
+    assert (results / "tiny" / "weights" / "resnet20-A-s0.safetensors").is_file()  # its final weights, from the bucket
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from benchmark import ResultsError
-from benchmark.fleet.storage import open_storage
+from benchmark.fleet.storage import StorageError, open_storage
 from benchmark.models.weights import read_weights
 from benchmark.results.tables import ResultsWriter, read_runs, read_trial_config
 from benchmark.results.weights import keep_weights, kept_weights, model_card, write_model
@@ -51,20 +51,20 @@ def _weights_of(payload: dict[str, Any]) -> tuple[dict[str, torch.Tensor], torch
 def keep_final_weights(writer: ResultsWriter, trial_id: str, out: Callable[[str], None]) -> Path | None:
     """Write a completed trial's final weights into its results folder, once; None when the trial is
     not completed, its weights are kept already, or its recorded checkpoint is not (yet) the final
-    one. A checkpoint that cannot be read is said in one line, not raised: the tables stay right,
-    and `export` can try again later."""
+    one. A checkpoint that cannot be read, or weights that cannot be written, are said in one line,
+    not raised: the trial completed, its tables are right, and `export` can try again later."""
     run = writer.runs.get(trial_id, {})
     if run.get("status") != "completed" or kept_weights(writer.folder, trial_id).exists():
         return None
     try:
         payload = read_checkpoint(run)
-    except CheckpointError as exc:
+        if str(payload["step"]) != str(run.get("steps")):  # Ray hands over the final checkpoint after the row
+            return None
+        tensors, mean_image = _weights_of(payload)
+        path = keep_weights(writer.folder, _as_text(run), writer.trial_config(trial_id), tensors, mean_image)
+    except (CheckpointError, StorageError, OSError) as exc:  # the trial completed all the same
         out(f"{trial_id:<22} final weights not kept: {exc}")
         return None
-    if str(payload["step"]) != str(run.get("steps")):  # Ray hands over the final checkpoint after the row
-        return None
-    tensors, mean_image = _weights_of(payload)
-    path = keep_weights(writer.folder, _as_text(run), writer.trial_config(trial_id), tensors, mean_image)
     out(f"{trial_id:<22} final weights: {path}")
     return path
 
