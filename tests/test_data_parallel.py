@@ -173,6 +173,10 @@ def test_suites_that_cannot_split_their_batch_or_shard_their_loader_are_refused(
     path.write_text(SUITE.format(loader="device", batch=128, workers=2) + "sync_bn: true\n")
     with pytest.raises(BenchmarkError, match="sync_bn: synchronised BN is for data-parallel GPU ranks"):
         load_suite(path)
+    # Two ranks on half a GPU each: Ray packs them onto one device, and NCCL cannot run them there.
+    path.write_text(SUITE.format(loader="device", batch=128, workers=2).replace("cpu: 1", "gpu: 0.5"))
+    with pytest.raises(BenchmarkError, match="resources.gpu: 0.5 per worker shares a GPU between data-parallel ranks"):
+        load_suite(path)
     path.write_text(SUITE.format(loader="device", batch=128, workers=2))
     suite = load_suite(path)
     assert suite.trials()[0].resources.workers == 2 and not suite.trials()[0].sync_bn
