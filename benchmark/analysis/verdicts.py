@@ -23,6 +23,7 @@ claims only on trials that completed the paper's whole schedule. Trials are neve
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -105,7 +106,9 @@ def welch_interval(first: Side, second: Side, confidence: float = CONFIDENCE) ->
     difference = second.mean - first.mean
     if first.std == 0.0 and second.std == 0.0:  # every seed gave the same number on both sides: exact
         return difference, difference
-    interval = stats.ttest_ind(second.values, first.values, equal_var=False).confidence_interval(confidence)
+    with warnings.catch_warnings():  # seeds that agree to the last digit make scipy warn of cancellation
+        warnings.simplefilter("ignore", RuntimeWarning)
+        interval = stats.ttest_ind(second.values, first.values, equal_var=False).confidence_interval(confidence)
     return float(interval.low), float(interval.high)
 
 
