@@ -26,6 +26,10 @@ def test_local_executor_trains_and_writes_tidy_tables(tmp_path: Path, capsys: py
     assert status == 0, out
     runs, metrics = read_tables(tmp_path / "results" / "tiny")
     check_complete(runs, metrics, steps=30, every=10)
+    # what makes a final error comparable with the paper's is recorded: the subsets and the recipe's
+    # differences from the named one
+    assert set(runs["train_subset"]) == {512} and set(runs["eval_subset"]) == {256}
+    assert set(runs["recipe_changes"]) == {"lr 0.1 -> 0.05; batch_size 128 -> 32; max_steps 64000 -> 30"}
     # the synthetic data is learnable: the training loss goes down for both nets
     for trial_id, rows in metrics.groupby("trial_id"):
         assert rows["train_loss"].iloc[-1] < rows["train_loss"].iloc[0], rows

@@ -84,6 +84,7 @@ class Comparison:
     seed_pairs_agreeing: int = 0
     at_step: float = math.nan  # course claims: the iteration the values are from
     detail: str = ""  # Figure 7: how many layers agree
+    left_out: str = ""  # trials of the two nets not in the values, and why ("plain56: 1 diverged")
 
 
 @dataclass(frozen=True)
@@ -244,10 +245,24 @@ def _course(claim: Claim, first: tuple[str, pd.DataFrame], second: tuple[str, pd
                                                dtype=float))
              for net, _ in (first, second)]
     comparison = compare(sides[0], sides[1], claim.sign, at_step=step)
-    left_out = [f"{net}: {_status_counts(t[~t.index.isin(usable[net].index)])} left out"
-                for net, t in (first, second) if len(t) > len(usable[net])]
-    if left_out and comparison.verdict == UNDECIDED:
-        return replace(comparison, reason=f"{comparison.reason}; {'; '.join(left_out)}")
+    left = {net: t[~t.index.isin(usable[net].index)] for net, t in (first, second)}
+    left_out = "; ".join(f"{net}: {_status_counts(t)} left out" for net, t in left.items() if len(t))
+    if not left_out:
+        return comparison
+    comparison = replace(comparison, left_out=left_out)
+    # Survivorship: a diverged seed is evidence (its error is at chance or worse), and a failed one
+    # could have ended anywhere. Left out on the side where a high error opposes the claim (the
+    # first net when the metric should rise, the second when it should fall), or failed on either
+    # side, they could change the sign: then the comparison is not "supported".
+    opposing = [net for index, (net, t) in enumerate(left.items())
+                if (t["status"] == "failed").any()
+                or ((t["status"] == "diverged").any() and (index == 0) == (claim.sign > 0))]
+    if comparison.verdict == SUPPORTED and opposing:
+        return replace(comparison, verdict=UNDECIDED,
+                       reason=f"supported by the seeds that finished, but {' and '.join(opposing)} left out seeds "
+                              "that could change the sign (diverged against the claim, or failed)")
+    if comparison.verdict == UNDECIDED:
+        return replace(comparison, reason=f"{comparison.reason}; {left_out}")
     return comparison
 
 
@@ -290,6 +305,9 @@ def _combine(claim: Claim, comparisons: tuple[Comparison, ...], schedule: float)
         reasons = list(dict.fromkeys(c.reason for c in comparisons if c.verdict == UNDECIDED))
         supported = verdicts.count(SUPPORTED)
         reason = (f"{supported} of {len(verdicts)} comparisons support it; " if supported else "") + "; ".join(reasons)
+    left_out = [c.left_out for c in comparisons if c.left_out]
+    if left_out and verdict != UNDECIDED:  # the seeds a verdict stands without, said beside it
+        reason += "; left out: " + "; ".join(dict.fromkeys(left_out))
     steps = [c.at_step for c in comparisons if not math.isnan(c.at_step)]
     if claim.judged == "course":
         if not steps:

@@ -39,7 +39,9 @@ def resolve_data(suite: Suite, cwd: Path) -> SuiteData:
             arrays = load_cifar10(source=spec.source, split=spec.split, root=root)
             resolved = spec.model_copy(update={"source": arrays.source,
                                                "root": None if arrays.source == "synthetic" else arrays.location})
-            return SuiteData(resolved, f"{arrays.source}:{cifar_fingerprint(arrays)}", arrays)
+            # The fingerprint names what the trials train and test on: the subsets when the suite has them.
+            trained = arrays.subset(spec.train_subset, spec.eval_subset)
+            return SuiteData(resolved, f"{arrays.source}:{cifar_fingerprint(trained)}", arrays)
         assert root is not None  # the schema requires data.root for imagenet
         fingerprint = folder_fingerprint(root)
         if suite.loader == "ffcv":  # its betons were written from this tree as it is now

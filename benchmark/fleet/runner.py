@@ -28,6 +28,7 @@ from benchmark.fleet.progress import FleetView
 from benchmark.fleet.recorder import FleetRecorder, print_line
 from benchmark.fleet.storage import open_storage
 from benchmark.results.provenance import CodeVersion, code_version
+from benchmark.suite.recipes import recipe_differences
 from benchmark.results.tables import FINISHED, ResultsWriter
 from benchmark.suite.spec import Suite, Trial, fit_suite_precision
 
@@ -178,6 +179,11 @@ def _run_fields(trial: Trial) -> dict[str, Any]:
         "seed": trial.seed,
         "dataset": trial.data.dataset,
         "split": trial.data.split,
+        # what makes a final error comparable with the paper's, or not (benchmark/analysis/trials.py)
+        "train_subset": trial.data.train_subset,
+        "eval_subset": trial.data.eval_subset,
+        "recipe_changes": "; ".join(f"{field} {named} -> {value}"
+                                    for field, (named, value) in recipe_differences(trial.recipe.flat()).items()),
         "loader": trial.loader,
         "precision": trial.precision,
         "channels_last": trial.channels_last,

@@ -18,7 +18,6 @@ an older checkpoint, or restarts clean because the checkpoint is gone.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
 import time
@@ -77,15 +76,7 @@ def load_data(trial: Trial, data: CifarData | None = None) -> CifarData:
     spec = trial.data
     if data is None:
         data = load_cifar10(source=spec.source, split=spec.split, root=spec.root)
-    # A fixed (seed 0) random subset, sorted: the JPEG file is grouped by class, so "the first N"
-    # would be one class only; every trial of the suite sees the same images.
-    changes: dict[str, np.ndarray] = {}
-    for prefix, size in (("train", spec.train_subset), ("eval", spec.eval_subset)):
-        x, y = getattr(data, f"x_{prefix}"), getattr(data, f"y_{prefix}")
-        if size is not None and size < len(y):
-            keep = np.sort(np.random.default_rng(0).permutation(len(y))[:size])
-            changes[f"x_{prefix}"], changes[f"y_{prefix}"] = x[keep], y[keep]
-    return dataclasses.replace(data, **changes) if changes else data
+    return data.subset(spec.train_subset, spec.eval_subset)
 
 
 def build_trial_loaders(trial: Trial, device: torch.device, beton_dir: Path | None,
