@@ -34,6 +34,11 @@ def test_local_executor_trains_and_writes_tidy_tables(tmp_path: Path, capsys: py
     for trial_id, rows in metrics.groupby("trial_id"):
         assert rows["train_loss"].iloc[-1] < rows["train_loss"].iloc[0], rows
     assert "ETA" in out and "resnet20-A-s0" in out
+    # Figure 7 of the run's own nets, measured after the trials: the scorecard's row has numbers
+    assert "analysis: Figure 7's layer responses of 2 trained nets (plain20, resnet20)" in out
+    responses = pd.read_csv(tmp_path / "results" / "tiny" / "analysis" / "layer_responses.csv")
+    assert set(responses.loc[responses["step"] == 30, "model"]) == {"plain20", "resnet20"}
+    assert "no layer responses measured" not in out
     # the scorecard ends the run: the cure judged where the trials are, one seed each
     assert "Scorecard (" in out and "plain net of the same depth (Fig. 6 (left vs middle)), at 30 of 64,000 iterations: " \
         "not decided: n=1 for plain20 and resnet20-A" in out
