@@ -70,6 +70,20 @@ DRIVER_RESOURCE = "benchmark_driver"
 class Node:
     node_id: str
     resources: dict[str, float]  # CPU, GPU, memory, custom resources
+    address: str = ""  # the node's IP address (Ray's NodeManagerAddress): which machine it is
+
+
+def check_address(address: str | None) -> str | None:
+    """The cluster address to join (None: a private instance). Ray Client (`ray://`) is refused: the
+    fleet's recorder must run where the results folder is, and under Ray Client the driver's code
+    runs on the head node, so the local folder would get no rows."""
+    if address == "local":
+        return None
+    if address is not None and address.startswith("ray://"):
+        raise ClusterError(f"--ray-address {address}: Ray Client (ray://) is not supported: the results would be "
+                           "written on the head node; run the driver on the cluster instead (ray job submit, or "
+                           "--ray-address HOST:6379 from a node; docs/clusters.md)")
+    return address
 
 
 @dataclass
@@ -93,7 +107,14 @@ class RayConnection:
     def nodes(self) -> list[Node]:
         import ray
 
-        return [Node(n["NodeID"], dict(n.get("Resources", {}))) for n in ray.nodes() if n.get("Alive")]
+        return [Node(n["NodeID"], dict(n.get("Resources", {})), n.get("NodeManagerAddress", ""))
+                for n in ray.nodes() if n.get("Alive")]
+
+    def driver_address(self) -> str:
+        """This driver's IP address as Ray sees it (nodes on this machine have the same)."""
+        import ray
+
+        return ray.util.get_node_ip_address()
 
     def close(self) -> None:
         import ray

@@ -20,28 +20,41 @@ from typing import Any
 from benchmark import ResultsError
 from benchmark.fleet.executor import FleetPlan
 from benchmark.fleet.preflight import DRIVER_CPU, trial_request
+from benchmark.fleet.ray_checkpoint import checkpoints_beside
 from benchmark.fleet.ray_trial import HEARTBEAT
 from benchmark.fleet.recorder import FleetRecorder, trial_work
-from benchmark.fleet.storage import Storage
+from benchmark.fleet.storage import Storage, same_storage
 from benchmark.suite.spec import Trial
 from benchmark.training.checkpoint import PAYLOAD_FILE
 
 MAX_FAILURES = 2  # retries per trial, each from its last checkpoint
-CHECKPOINTS_KEPT = 2  # per trial: the last, and one before it in case the last is unreadable
+CHECKPOINTS_KEPT = 2  # per trial: the last, and one before it in case the last is unreadable (ray_checkpoint.py)
 
 
 class RayExecutor:
-    def __init__(self, storage: Storage, max_concurrent: int, trainable: Callable[..., None] | None = None,
+    def __init__(self, storage: Storage, label: str, max_concurrent: int, trainable: Callable[..., None] | None = None,
                  driver: dict[str, float] | None = None) -> None:
         self.storage = storage
+        self.label = label  # the storage as runs.csv records it (storage.DEFAULT_STORAGE: the results folder's own)
         self.max_concurrent = max_concurrent
         self.driver = driver or {"CPU": DRIVER_CPU}  # a data-parallel trial's own request (preflight.driver_request)
         self.trainable = trainable  # a seam for tests of placement; default: the trial itself
 
     def checkpoint_of(self, trial_id: str, run: dict[str, str]) -> str | None:
+        """The recorded checkpoint; if it is gone, the newest one of the same trial beside it. A
+        data-parallel trial's workers run on for a moment after the driver is killed, and Train,
+        keeping CHECKPOINTS_KEPT, may rotate the recorded one out; the trial then reports the rows
+        the table missed from the newer checkpoint (benchmark/training/train.py)."""
         location = run.get("checkpoint") or ""
-        same_storage = run.get("storage") == self.storage.uri
-        return location if location and same_storage and self.storage.has_file(f"{location}/{PAYLOAD_FILE}") else None
+        if not location or not same_storage(run.get("storage") or "", self.label):
+            return None
+        if self.storage.has_file(f"{location}/{PAYLOAD_FILE}"):
+            return location
+        for path in checkpoints_beside(self.storage.filesystem, self.storage.join(location)):
+            relative = self.storage.relative(path)
+            if relative is not None and self.storage.has_file(f"{relative}/{PAYLOAD_FILE}"):
+                return relative
+        return None
 
     def run(self, trials: list[Trial], recorder: FleetRecorder, plan: FleetPlan) -> None:
         import ray
@@ -65,6 +78,7 @@ class RayExecutor:
         param_space = {
             "trial": tune.grid_search([plan.dispatched(trial).model_dump(mode="json") for trial in ordered]),
             "resume": {trial_id: self.storage.join(location) for trial_id, location in plan.resume.items()},
+            "written": {trial_id: plan.written.get(trial_id, 0) for trial_id in plan.resume},
             "package_hash": plan.package_hash,
             "storage_path": self.storage.path,
         }
