@@ -16,6 +16,7 @@ from benchmark.data import build_loaders, load_cifar10
 from benchmark.data.torch_loader import TorchLoader
 from benchmark.fleet.preflight import DRIVER_CPU, check_placement, driver_request
 from benchmark.fleet.ray_cluster import DRIVER_RESOURCE, ClusterError, Node
+from benchmark.suite.recipes import IMAGENET_HE2015
 from benchmark.suite.spec import Resources, load_suite
 from benchmark.training.data_parallel import Replicas
 from benchmark.training.schedule import LRSchedule
@@ -113,10 +114,14 @@ def _rank_main(rank: int, out: str) -> None:
     try:
         replicas = Replicas(rank=rank, world_size=RANKS)
         trainer, train, evaluation = _trained(replicas, steps=3)
-        # the plateau schedule decides on rank 0; a rank that thinks otherwise is overruled
-        schedule = LRSchedule.for_depth(load_suite(Path("suites/degradation.yaml")).recipe, 20)
-        schedule.observe_eval_error(50.0 + rank)
-        replicas.sync_schedule(schedule)
+        # The plateau schedule (ImageNet's) decides on rank 0 and every rank follows: rank 0's
+        # evaluation error stalls (the rate drops after `plateau_patience` evaluations), rank 1's
+        # keeps improving (it alone would never drop it). Evaluations are summed over ranks in
+        # training, so ranks see the same errors there; here they differ, to show who decides.
+        schedule = LRSchedule.for_depth(IMAGENET_HE2015, 18)
+        for error in ((60.0, 60.0, 60.0, 60.0) if rank == 0 else (60.0, 50.0, 40.0, 30.0)):
+            schedule.observe_eval_error(error)
+            replicas.sync_schedule(schedule)
         replicas.check_in_sync(trainer.model, 3)  # in step: passes
         params = [p.detach().clone() for p in trainer.model.parameters()]
         with torch.no_grad():
@@ -149,6 +154,7 @@ def test_a_data_parallel_step_equals_the_single_process_step(tmp_path: Path, mon
         assert rank["evaluation"]["top1_error"] == pytest.approx(evaluation["top1_error"])
         assert rank["evaluation"]["loss"] == pytest.approx(evaluation["loss"], rel=1e-5)
         assert rank["schedule"] == ranks[0]["schedule"]
+        assert rank["schedule"]["plateau_scale"] == pytest.approx(IMAGENET_HE2015.lr_decay)  # rank 0's decision
         assert rank["drift"].startswith("data-parallel ranks out of step at step 4")
 
 

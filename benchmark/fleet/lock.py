@@ -38,7 +38,7 @@ class FolderLock:
         missing = [p for p in (self.path.parent, *self.path.parent.parents) if not p.exists()]
         self._created = missing[-1] if missing else None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides, as for every result file
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

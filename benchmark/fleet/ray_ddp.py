@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from benchmark.fleet.dataset import check_node_copy
 from benchmark.fleet.ray_checkpoint import node_name, restore_from
 from benchmark.suite.spec import Trial
 from benchmark.training.checkpoint import write_payload
@@ -78,6 +79,8 @@ def worker_loop(config: dict[str, Any]) -> None:
     trial = Trial.model_validate(config["trial"])
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
+    if context.get_local_rank() == 0:  # one rank per node reads its ImageNet copy's listing
+        check_node_copy(trial.data, config["data_fingerprint"], node_name())
     dataset = ray.get(config["arrays_ref"][0]) if config["arrays_ref"] else None  # the driver's one copy
     session = TrainWorkerSession(rank, config["resume_path"], config["filesystem"], config["written_step"])
     train_trial(trial, session, data=dataset, threads=max(1, int(trial.resources.cpu)),
@@ -86,7 +89,7 @@ def worker_loop(config: dict[str, Any]) -> None:
 
 
 def run_data_parallel(trial: Trial, resume_path: str | None, written_step: int | None, arrays_ref: tuple[Any] | None,
-                      filesystem: Any, storage_path: str) -> None:
+                      filesystem: Any, storage_path: str, data_fingerprint: str) -> None:
     """Fit the trial's TorchTrainer from inside its Tune trial (the Tune session is this process's);
     `arrays_ref`: as `ray_trial.ray_trainable` gets it, passed on to the ranks unread."""
     import ray
@@ -104,6 +107,7 @@ def run_data_parallel(trial: Trial, resume_path: str | None, written_step: int |
             "trial": trial.model_dump(mode="json"),
             "resume_path": resume_path,
             "written_step": written_step,
+            "data_fingerprint": data_fingerprint,
             "filesystem": filesystem,
             # CIFAR-10's arrays: the driver's one copy in the object store, read by every rank
             "arrays_ref": arrays_ref,

@@ -80,6 +80,7 @@ class RayExecutor:
             "resume": {trial_id: self.storage.join(location) for trial_id, location in plan.resume.items()},
             "written": {trial_id: plan.written.get(trial_id, 0) for trial_id in plan.resume},
             "package_hash": plan.package_hash,
+            "data_fingerprint": plan.data.fingerprint,  # each trial checks its node's ImageNet copy against it
             "storage_path": self.storage.path,
         }
         callback = _callback_class()(recorder, self.storage)

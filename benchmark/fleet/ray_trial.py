@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark import BenchmarkError
+from benchmark.fleet.dataset import check_node_copy
 from benchmark.fleet.ray_checkpoint import node_name, restore_from
 from benchmark.suite.spec import Trial
 from benchmark.training.checkpoint import write_payload
@@ -71,7 +72,10 @@ def ray_trainable(config: dict[str, Any], arrays_ref: tuple[Any] | None = None, 
     if trial.resources.workers > 1:  # data-parallel: a Ray Train TorchTrainer driven from this trial
         from benchmark.fleet.ray_ddp import run_data_parallel
 
-        run_data_parallel(trial, session.resume_path, session.written_step, arrays_ref, filesystem, config["storage_path"])
+        # its workers check their nodes' data; this process only drives them, wherever it runs
+        run_data_parallel(trial, session.resume_path, session.written_step, arrays_ref, filesystem, config["storage_path"],
+                          config["data_fingerprint"])
         return
+    check_node_copy(trial.data, config["data_fingerprint"], session.node)  # an ImageNet folder: this node's copy is the driver's
     train_trial(trial, session, data=ray.get(arrays_ref[0]) if arrays_ref else None, threads=max(1, int(trial.resources.cpu)),
                 beton_dir=default_cache_dir() / "beton")  # betons are named by the data's hash: a node-local cache

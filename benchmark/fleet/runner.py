@@ -21,7 +21,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from benchmark import SuiteError
+from benchmark import ResultsError, SuiteError
 from benchmark.fleet.dataset import SuiteData, resolve_data
 from benchmark.fleet.executor import Executor, FleetPlan
 from benchmark.fleet.local import LocalExecutor
@@ -138,6 +138,12 @@ def _run_in_folder(suite: Suite, folder: Path, runner: Executor, data: SuiteData
             stopped = recorder.interrupted()
             out(f"suite {suite.name}: interrupted; {len(stopped)} running trial(s) marked interrupted "
                 "(run the same command to resume)")
+            raise
+        except ResultsError:  # the writer failed (a full disk): the trials it was recording stopped with it
+            try:
+                recorder.interrupted()
+            except ResultsError:
+                pass  # no room even for that: runs.csv keeps them `running`, which resumes the same way
             raise
         finally:
             recorder.close()
