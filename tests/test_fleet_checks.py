@@ -169,3 +169,38 @@ def test_every_ray_worker_starts_with_the_cublas_workspace_and_train_v2(monkeypa
     assert env == {"CUBLAS_WORKSPACE_CONFIG": CUBLAS_DETERMINISTIC_WORKSPACE, "RAY_TRAIN_V2_ENABLED": "1"}
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # a user's own choice is kept
     assert runtime_env(tmp_path)["env_vars"]["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+
+
+def test_a_trial_that_finds_the_disk_full_stops_the_fleet_in_one_line(tmp_path: Path) -> None:
+    """Seen on a 4 MB tmpfs: ~280 lines of Ray tracebacks and the trials left `running`; now Ray's
+    records of it are dropped and the fleet stops with one line (the runner then marks the trials
+    interrupted: test_fleet's full-disk test)."""
+    import logging
+
+    from benchmark import ResultsError
+    from benchmark.fleet.ray_executor import _callback_class, _QuietFullDisk
+    from benchmark.fleet.storage import open_storage
+
+    class Recorder:  # the fleet's recorder, as far as a trial's error reaches it
+        def __init__(self) -> None:
+            self.failures: list[str] = []
+
+        def failed(self, trial_id: str, error: str) -> None:
+            self.failures.append(trial_id)
+
+    error_file = tmp_path / "error.txt"
+    error_file.write_text("Traceback ...\nOSError: [Errno 28] Error writing bytes to file. Detail: [errno 28] No space left on device\n")
+    trial = type("Trial", (), {"config": {"trial": {"trial_id": "resnet20-A-s0"}}, "error_file": str(error_file)})()
+    recorder = Recorder()
+    callback = _callback_class()(recorder, open_storage(str(tmp_path / "_state" / "ray")))
+    callback.on_trial_error(0, [], trial)
+    assert isinstance(callback.fatal, ResultsError) and callback.stopper().stop_all()
+    assert f"{tmp_path / '_state' / 'ray'}: no space left on the device while a trial wrote its checkpoint (" in str(callback.fatal)
+    assert not recorder.failures  # not a failed trial: it resumes once space is freed
+    record = logging.LogRecord("ray.tune", logging.ERROR, "x", 1, "Trial task failed", None, None)
+    try:
+        raise OSError(28, "No space left on device")
+    except OSError:
+        record.exc_info = sys.exc_info()
+    assert not _QuietFullDisk().filter(record)
+    assert _QuietFullDisk().filter(logging.LogRecord("ray.tune", logging.ERROR, "x", 1, "another error", None, None))

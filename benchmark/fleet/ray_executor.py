@@ -12,10 +12,14 @@ rather than putting the arrays again.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pyarrow.fs
 
 from benchmark import ResultsError
 from benchmark.fleet.executor import FleetPlan
@@ -24,6 +28,7 @@ from benchmark.fleet.ray_checkpoint import checkpoints_beside
 from benchmark.fleet.ray_trial import HEARTBEAT
 from benchmark.fleet.recorder import FleetRecorder, trial_work
 from benchmark.fleet.storage import Storage, same_storage
+from benchmark.results.tables import free_space
 from benchmark.suite.spec import Trial
 from benchmark.training.checkpoint import PAYLOAD_FILE
 
@@ -102,7 +107,8 @@ class RayExecutor:
                 callbacks=[callback, JsonLoggerCallback()],
             ),
         )
-        grid = tuner.fit()
+        with _quiet_full_disk():  # a full disk is our one line (the callback's), not Ray's tracebacks
+            grid = tuner.fit()
         if callback.fatal is not None:  # the writer could not write (a full disk): stop, say where
             raise callback.fatal
         # A failed trial does not make fit() raise: make sure each one is recorded.
@@ -171,7 +177,14 @@ def _callback_class() -> type:
                 self._guarded(lambda: self.recorder.checkpoint(trial_id_of(trial), location))
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self._guarded(lambda: self.recorder.failed(trial_id_of(trial), _error_text(trial)))
+            error = _error_text(trial)
+            if self.fatal is None and is_disk_full(error):  # the trial could not write its checkpoint: stop all
+                where = self.storage.path if isinstance(self.storage.filesystem, pyarrow.fs.LocalFileSystem) else self.storage.uri
+                self.fatal = ResultsError(f"{where}: no space left on the device while a trial wrote its checkpoint "
+                                          f"({free_space(Path(where))} free there); free some space and run the same "
+                                          "command again (it resumes)")
+                return
+            self._guarded(lambda: self.recorder.failed(trial_id_of(trial), error))
 
     return _Recorder
 
@@ -181,6 +194,35 @@ CHECKPOINT_PATH = "checkpoint_path"  # ray.tune.integration.ray_train.CHECKPOINT
 
 def trial_id_of(tune_trial: Any) -> str:
     return tune_trial.config["trial"]["trial_id"]
+
+
+def is_disk_full(error: str) -> bool:
+    return "No space left on device" in error or "[Errno 28]" in error or "Disk quota exceeded" in error
+
+
+class _QuietFullDisk(logging.Filter):
+    """Drops Ray's log records about a full disk (ENOSPC or a quota): a traceback per trial attempt,
+    per failed save of Tune's experiment state, per unretrieved task error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (is_disk_full(record.getMessage()) or (error is not None and is_disk_full(str(error))))
+
+
+@contextmanager
+def _quiet_full_disk() -> Iterator[None]:
+    """Ray's loggers write through their own handlers (and the root's): filter each while Tune runs."""
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)
+                                      if name == "ray" or name.startswith("ray."))]
+    handlers = {handler for logger in loggers for handler in logger.handlers}
+    quiet = _QuietFullDisk()
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
 
 
 def _error_text(tune_trial: Any) -> str:

@@ -55,7 +55,7 @@ DISCARDED_COLUMNS = ("discarded_at_reason", *METRIC_COLUMNS)
 
 
 @contextmanager
-def _writing(path: Path) -> Iterator[None]:
+def writing(path: Path) -> Iterator[None]:
     """A full disk (or quota) is one line naming where space ran out; the tables stay readable
     (every write is atomic or a whole appended row) and the run resumes once space is freed."""
     try:
@@ -97,7 +97,7 @@ def new_file_mode() -> int:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a whole file so that readers see the old or the new version, never half of one."""
-    with _writing(path):
+    with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
@@ -131,7 +131,7 @@ def _csv_text(columns: tuple[str, ...], rows: list[list[Any]], header: bool = Tr
 
 def _append(path: Path, columns: tuple[str, ...], rows: list[list[Any]]) -> None:
     """Append whole rows with one write (a crash leaves whole rows, or one torn last line)."""
-    with _writing(path):
+    with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         text = _csv_text(columns, rows, header=not path.exists() or path.stat().st_size == 0)
         with open(path, "a", newline="") as handle:
