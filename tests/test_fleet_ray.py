@@ -61,10 +61,10 @@ def test_a_driver_killed_with_sigkill_leaves_nothing_behind_and_the_run_resumes(
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     runs, metrics = read_tables(moved / "tiny")
     check_complete(runs, metrics, steps=40, every=5)
-    assert runs["ray_version"].notna().all() and set(runs["storage"]) == {"_state/ray"}
     # resumed from its stored checkpoint, not from step 0 with its rows set aside
     assert runs.set_index("trial_id").loc["resnet20-A-s0", "start_step"] >= 10
     assert "is gone" not in rerun.stdout, rerun.stdout
+    assert runs["ray_version"].notna().all() and set(runs["storage"]) == {"_state/ray"}
 
 
 def test_an_unreachable_ray_address_fails_at_once_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
