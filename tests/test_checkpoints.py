@@ -13,7 +13,9 @@ from test_train import suite_file
 from benchmark import SuiteError
 from benchmark.suite.spec import load_suite
 from benchmark.training.checkpoint import PAYLOAD_FILE
-from benchmark.training.session import DirectorySession
+from benchmark.fleet.recorder import FleetRecorder
+from benchmark.results.tables import ResultsWriter
+from benchmark.training.session import REPLAYED, DirectorySession
 from benchmark.training.train import train_trial
 
 RECIPE = "{name: cifar10_he2015, batch_size: 32, max_steps: 8}"  # evaluated (and checkpointed) at steps 4 and 8
@@ -91,6 +93,16 @@ def test_a_trial_resumed_past_its_table_reports_the_rows_the_table_lacks(tmp_pat
     assert [row["step"] for row in rows] == [4, 8]
     assert rows[0]["train_loss"] == trained[1][0]["train_loss"] and rows[1]["eval_error"] == trained[1][1]["eval_error"]
     assert len({row["attempt"] for row in rows}) == 1  # one attempt, resumed at step 8
+    assert rows[0][REPLAYED] and REPLAYED not in rows[1]
+    # The recorder writes a replayed row the table lacks, and skips one it has (a retry within a run).
+    writer = ResultsWriter(tmp_path / "results" / "t")
+    lines: list[str] = []
+    recorder = FleetRecorder(writer, [trial], out=lines.append)
+    for row in rows:
+        recorder.result(trial.trial_id, row)
+    recorder.result(trial.trial_id, rows[0])
+    recorder.close()
+    assert [int(row[1]) for row in writer.rows_by_trial[trial.trial_id]] == [4, 8] and len(lines) == 2
     rows.clear()
     train_trial(trial, DirectorySession(rows.append, tmp_path / "ckpt"), threads=1)  # the table had every row
     assert [row["step"] for row in rows] == [8]

@@ -16,10 +16,11 @@ def check_fits_this_machine(resources: Resources, machine_cores: int | None = No
     """A one-line `SuiteError` when one trial (all of a data-parallel trial's workers) asks for more
     CPUs than this machine's `machine_cores` (default: the cores this process may use)."""
     available = cores() if machine_cores is None else machine_cores
-    needed = resources.cpu * resources.workers
-    if needed > available + 1e-9:
-        what = (f"{resources.workers} workers x {resources.cpu:g} CPUs" if resources.workers > 1
-                else f"{resources.cpu:g} CPUs")
-        raise SuiteError(f"resources.cpu: a trial asks for {what}, but this machine has {available} cores; "
-                         f"use --set resources.cpu=N with N <= {available // resources.workers or 1}, "
-                         "or give a cluster's --ray-address")
+    if resources.cpu * resources.workers <= available + 1e-9:
+        return
+    if resources.workers > 1:
+        raise SuiteError(f"resources.workers: a trial asks for {resources.workers} workers x {resources.cpu:g} CPUs, but "
+                         f"this machine has {available} cores; use --set resources.workers=N with N x "
+                         f"{resources.cpu:g} <= {available}, or give a cluster's --ray-address")
+    raise SuiteError(f"resources.cpu: a trial asks for {resources.cpu:g} CPUs, but this machine has {available} cores; "
+                     f"use --set resources.cpu=N with N <= {available}, or give a cluster's --ray-address")

@@ -23,6 +23,9 @@ from benchmark.training.checkpoint import PAYLOAD_FILE, CheckpointError, read_pa
 # `CheckpointError` if not: another model, other shapes); such a checkpoint is set aside like an
 # unreadable one.
 Accept = Callable[[dict[str, Any]], None]
+# Marks a row a resumed trial reports again from its checkpoint's curve (see `written_step`): the
+# fleet's recorder skips one its table already has (a retry within a run knows them all).
+REPLAYED = "replayed"
 
 
 @dataclass(frozen=True)

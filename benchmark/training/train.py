@@ -38,7 +38,7 @@ from benchmark.training.checkpoint import check_fits
 from benchmark.training.data_parallel import Replicas
 from benchmark.training.heartbeat import Heartbeat
 from benchmark.training.schedule import LRSchedule
-from benchmark.training.session import TrialSession
+from benchmark.training.session import REPLAYED, TrialSession
 
 if TYPE_CHECKING:
     from benchmark.data import CifarData
@@ -191,7 +191,7 @@ def _train(trial: Trial, session: TrialSession, device: torch.device, data: Cifa
         written = session.written_step
         for point in curve if written is not None else []:
             if written < point["step"] < step:
-                session.report({**base, **point, "note": ""})
+                session.report({**base, **point, "note": "", REPLAYED: True})
         # Re-reported under this attempt: the fleet's writer learns where the attempt starts (it
         # sets aside any row of an earlier attempt past this step) and restores the row if it lost it.
         session.report({**state["last_row"], **attempt, "note": note})
