@@ -283,8 +283,10 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_once_space_is_freed(tmp_pat
     args = ["run", str(suite), "--executor", "local", "--results", str(tmp_path / "results"), "--no-report"]
     assert main(args) == 2
     error = capsys.readouterr().err.strip()
-    assert len(error.splitlines()) == 1 and "metrics.csv: no space left on the device" in error
+    assert len(error.splitlines()) == 1 and "metrics.csv: no space left on the device while writing (" in error
+    assert " free there); free some space" in error  # how much is left, where
     assert len(pd.read_csv(tmp_path / "results" / "tiny" / "metrics.csv")) == 2  # readable: whole rows only
+    assert list(pd.read_csv(tmp_path / "results" / "tiny" / "runs.csv")["status"]) == ["interrupted"]
     monkeypatch.setattr(results_module, "_csv_text", real_text)
     assert main(args) == 0
     check_complete(*read_tables(tmp_path / "results" / "tiny"), steps=20, every=5)

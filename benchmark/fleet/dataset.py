@@ -55,3 +55,19 @@ def cifar_fingerprint(data: CifarData) -> str:
     from benchmark.data.beton import data_fingerprint  # the same hash names the FFCV betons written from them
 
     return data_fingerprint(data)
+
+
+def check_node_copy(spec: DataSpec, fingerprint: str, node: str) -> None:
+    """An ImageNet folder is read from each node's own disk (CIFAR-10's arrays travel from the
+    driver): a trial checks that its node's copy is the one the driver fingerprinted, so that a
+    different or partial copy never trains under the driver's fingerprint. A one-line DataError
+    names the node and the folder otherwise."""
+    if spec.dataset != "imagenet" or not fingerprint.startswith("folder:"):
+        return
+    try:
+        here = folder_fingerprint(Path(str(spec.root)))
+    except DataError as exc:
+        raise DataError(f"node {node}: {exc}") from None
+    if f"folder:{here}" != fingerprint:
+        raise DataError(f"node {node}: the ImageNet folder {spec.root} there is not the driver's (fingerprint {here}, "
+                        f"the driver's {fingerprint.removeprefix('folder:')}); give every node the same copy")
