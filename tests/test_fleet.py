@@ -26,10 +26,19 @@ def test_local_executor_trains_and_writes_tidy_tables(tmp_path: Path, capsys: py
     assert status == 0, out
     runs, metrics = read_tables(tmp_path / "results" / "tiny")
     check_complete(runs, metrics, steps=30, every=10)
+    # what makes a final error comparable with the paper's is recorded: the subsets and the recipe's
+    # differences from the named one
+    assert set(runs["train_subset"]) == {512} and set(runs["eval_subset"]) == {256}
+    assert set(runs["recipe_changes"]) == {"lr 0.1 -> 0.05; batch_size 128 -> 32; max_steps 64000 -> 30"}
     # the synthetic data is learnable: the training loss goes down for both nets
     for trial_id, rows in metrics.groupby("trial_id"):
         assert rows["train_loss"].iloc[-1] < rows["train_loss"].iloc[0], rows
     assert "ETA" in out and "resnet20-A-s0" in out
+    # Figure 7 of the run's own nets, measured after the trials: the scorecard's row has numbers
+    assert "analysis: Figure 7's layer responses of 2 trained nets (plain20, resnet20)" in out
+    responses = pd.read_csv(tmp_path / "results" / "tiny" / "analysis" / "layer_responses.csv")
+    assert set(responses.loc[responses["step"] == 30, "model"]) == {"plain20", "resnet20"}
+    assert "no layer responses measured" not in out
     # the scorecard ends the run: the cure judged where the trials are, one seed each
     assert "Scorecard (" in out and "plain net of the same depth (Fig. 6 (left vs middle)), at 30 of 64,000 iterations: " \
         "not decided: n=1 for plain20 and resnet20-A" in out
@@ -274,8 +283,10 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_once_space_is_freed(tmp_pat
     args = ["run", str(suite), "--executor", "local", "--results", str(tmp_path / "results"), "--no-report"]
     assert main(args) == 2
     error = capsys.readouterr().err.strip()
-    assert len(error.splitlines()) == 1 and "metrics.csv: no space left on the device" in error
+    assert len(error.splitlines()) == 1 and "metrics.csv: no space left on the device while writing (" in error
+    assert " free there); free some space" in error  # how much is left, where
     assert len(pd.read_csv(tmp_path / "results" / "tiny" / "metrics.csv")) == 2  # readable: whole rows only
+    assert list(pd.read_csv(tmp_path / "results" / "tiny" / "runs.csv")["status"]) == ["interrupted"]
     monkeypatch.setattr(results_module, "_csv_text", real_text)
     assert main(args) == 0
     check_complete(*read_tables(tmp_path / "results" / "tiny"), steps=20, every=5)

@@ -1,18 +1,22 @@
-"""The time-budget planner on recorded step costs (never this machine's speed), the scaled recipe, and
-`run --budget` (issue 13)."""
+"""The time-budget planner on recorded step costs (never this machine's speed): planned for verdicts
+from committed multi-seed evidence (issue 21), the scaled recipe, and `run --budget` (issue 13)."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from benchmark.__main__ import main
 from benchmark.analysis import findings
-from benchmark.analysis.findings import Observation
-from benchmark.fleet import planner
+from benchmark.analysis.claims import load_claims
+from benchmark.analysis.findings import Evidence
+from benchmark.fleet import planner, verdict_plan
+from benchmark.fleet.verdict_plan import Pair
 from benchmark.fleet.planner import BudgetError, TrialCost
 from benchmark.suite.recipes import CIFAR10_HE2015, CIFAR10_HE2015_SCALED, IMAGENET_HE2015, RECIPES
 from benchmark.suite.spec import load_suite
@@ -127,35 +131,91 @@ def test_a_suite_overriding_the_length_of_the_scaled_recipe_keeps_the_fractions(
     assert suite.trials()[0].recipe.milestones() == (1500, 2250)
 
 
-def test_findings_say_what_the_length_shows_and_what_more_would_take() -> None:
-    scaled = ("cifar10_he2015_scaled, bf16, drops at 500 and 750", "results/x")
-    observed = (
-        Observation("degradation", "plain56", "plain20", 1000, True, 20.0, 15.0, *scaled),
-        Observation("deeper", "resnet20", "resnet56", 1000, False, -3.0, -1.0, *scaled),
-        Observation("deeper", "resnet20", "resnet56", 3000, True, 1.5, 0.8, *scaled),
-    )
-    plan = planner.Plan(iterations=2000, expected_s=1200, budget_s=1800, spent_s=0, slots=2, costs={},
-                        seconds_for=lambda n: n * 0.6)
-    lines = findings.finding_lines(["plain20", "plain56", "resnet20", "resnet56"], 2000, planner.cost_text(plan),
-                                   observations=observed)
-    text = "\n".join(lines)
-    assert lines[0].startswith("degradation: plain20 below plain56: expected (seen at 1,000 iterations, "
-                               "cifar10_he2015_scaled, bf16, drops at 500 and 750: +20.0 points of training error")
-    assert lines[1] == "cure: not measured yet: resnet20 below plain20, resnet56 below plain56"
-    assert lines[2].startswith("deeper: resnet56 below resnet20: needs more iterations (seen at 3,000, not at 1,000")
-    assert "about 30m00s here: --budget 34m" in text  # 3,000 x 0.6 s, within the planning margin
-    longer = findings.finding_lines(["resnet20", "resnet56"], 3000, str, observations=observed)
-    assert longer[0].startswith("degradation: not in this suite") and "expected (seen at 3,000" in longer[2]
-    shorter = findings.finding_lines(["resnet20", "resnet56"], 900, str, observations=observed[1:2])
-    assert shorter[2].startswith("deeper: resnet56 below resnet20: not seen up to 1,000 iterations")
+# Evidence as committed runs would give it (3 seeds: the worst of every choice of k of them).
+EVIDENCE = [
+    Evidence("degradation", "plain20", "plain56", 3, 200, 2000, "a"),
+    Evidence("degradation", "plain20", "plain56", 2, 1000, 2000, "a"),
+    Evidence("cure-training", "plain56", "resnet56-A", 3, 600, 2000, "a"),
+    Evidence("cure-training", "plain56", "resnet56-A", 2, 0, 2000, "a"),   # never with 2 seeds
+    Evidence("cure-training", "plain20", "resnet20-A", 3, 1800, 2000, "a"),
+    Evidence("cure-training", "plain20", "resnet20-A", 2, 0, 2000, "a"),
+]
+PAIRS = [Pair("degradation", "plain20", "plain56"), Pair("cure-training", "plain20", "resnet20-A"),
+         Pair("cure-training", "plain56", "resnet56-A")]
 
 
-def test_the_shipped_observations_are_what_the_committed_results_say() -> None:
-    """OBSERVATIONS are typed out from the committed results folders by `observe`; they must agree."""
+def seconds_for(costs: dict[str, TrialCost] = COSTS, slots: int = 2):  # noqa: ANN201
+    """Expected seconds of `nets` x `seeds` trials (by cost alone: the planner's own arithmetic)."""
+    def seconds(nets: tuple[str, ...], seeds: int, iterations: int) -> float:
+        lanes = [0.0] * slots
+        for net in sorted(nets, key=lambda n: -costs[n].step_s) * seeds:
+            lanes[lanes.index(min(lanes))] += iterations * costs[net].step_s
+        return max(lanes)
+    return seconds
+
+
+@pytest.mark.parametrize(("nets", "needs", "decided"), [
+    (("plain20", "plain56"), 200, ["degradation"]),
+    (("plain20", "plain56", "resnet56-A"), 600, ["degradation", "cure-training"]),               # the cure at 56
+    (("plain20", "plain56", "resnet56-A", "resnet20-A"), 1800, ["degradation", "cure-training", "cure-training"]),
+])
+def test_the_plan_decides_the_cheapest_claims_first_with_three_seeds(nets: tuple[str, ...], needs: int,
+                                                                      decided: list[str]) -> None:
+    target_s = seconds_for()(nets, 3, needs)  # exactly what that plan is expected to take
+    plan = verdict_plan.choose(PAIRS, EVIDENCE, 100, seconds_for(), target_s)
+    assert plan is not None and (plan.seeds, plan.nets, plan.needs) == (3, nets, needs)
+    assert [pair.claim for pair in plan.pairs] == decided
+    assert len(verdict_plan.choose(PAIRS, EVIDENCE, 100, seconds_for(), target_s - 1).pairs) < len(decided) \
+        if len(decided) > 1 else verdict_plan.choose(PAIRS, EVIDENCE, 100, seconds_for(), target_s - 1) is None
+
+
+def test_two_seeds_only_where_three_do_not_fit_and_never_one() -> None:
+    # Degradation with 2 seeds needs 1,000 iterations, with 3 seeds 200: 3 seeds fit first and win
+    # whenever they fit. Evidence for 1 seed is never used.
+    assert seconds_for()(("plain20", "plain56"), 2, 1000) > seconds_for()(("plain20", "plain56"), 3, 200)
+    assert verdict_plan.choose(PAIRS, EVIDENCE, 100, seconds_for(), 170) is None
+    only_two = [e for e in EVIDENCE if e.seeds == 2]
+    plan = verdict_plan.choose(PAIRS, only_two, 100, seconds_for(), 600)
+    assert plan is not None and (plan.seeds, plan.needs, plan.nets) == (2, 1000, ("plain20", "plain56"))
+    one_seed = [dataclasses.replace(e, seeds=1) for e in EVIDENCE]
+    assert verdict_plan.choose(PAIRS, one_seed, 100, seconds_for(), 1e9) is None
+
+
+def test_the_budget_a_claim_needs_is_the_one_at_which_the_plan_takes_it() -> None:
+    time_s, plan = verdict_plan.smallest_plan(PAIRS, EVIDENCE, 100, seconds_for(), containing=PAIRS[1])
+    assert verdict_plan.choose(PAIRS, EVIDENCE, 100, seconds_for(), time_s) == plan and PAIRS[1] in plan.pairs
+    assert PAIRS[1] not in verdict_plan.choose(PAIRS, EVIDENCE, 100, seconds_for(), time_s - 1).pairs
+    lines = verdict_plan.pair_lines(PAIRS, verdict_plan.choose(PAIRS, EVIDENCE, 100, seconds_for(), 200), EVIDENCE,
+                                    100, seconds_for(), lambda s: f"{s:.0f} s")
+    assert lines[0] == ("degradation (plain20 → plain56): expected to be decided at 200 iterations with 3 seeds "
+                        "(committed runs with 3 seeds, decided at every evaluation: a: from 200 to 2,000)")
+    all_four = seconds_for()(("plain20", "plain56", "resnet56-A", "resnet20-A"), 3, 1800)
+    assert lines[1] == (f"cure-training (plain20 → resnet20-A): not in this budget: needs {all_four:.0f} s "
+                        "(plain20, plain56, resnet56-A, resnet20-A with 3 seeds, 1,800 iterations)")
+
+
+def test_a_threshold_holds_in_every_committed_run_that_reached_it() -> None:
+    rows = [Evidence("degradation", "plain20", "plain56", 3, 100, 2000, "cpu"),
+            Evidence("degradation", "plain20", "plain56", 3, 200, 6000, "gpu")]
+    assert findings.decidable_from("degradation", "plain20", "plain56", 3, rows) == 200
+    # a run that never decided it pushes the threshold past its end; one that decided it later sets it
+    rows[0] = dataclasses.replace(rows[0], decided_from=0)
+    assert findings.decidable_from("degradation", "plain20", "plain56", 3, rows) == 2001
+    assert findings.decidable_from("degradation", "plain20", "plain56", 3, rows[:1]) == math.inf
+    assert findings.decidable_from("degradation", "plain20", "plain56", 2, rows) == math.inf  # not measured
+    assert findings._decided_from([100, 200, 300, 400], [True, False, True, True]) == 300
+    assert findings._decided_from([100, 200], [True, False]) == 0
+
+
+def test_the_shipped_evidence_is_what_the_committed_results_say(tmp_path: Path) -> None:
+    """reference/decidability.csv is written by `write_evidence` from the committed folders; it must agree."""
     repo = Path(__file__).resolve().parent.parent
-    for source in {o.source for o in findings.OBSERVATIONS}:
-        measured = {dataclasses.replace(o, source=source) for o in findings.observe(repo / source)}
-        assert measured == {o for o in findings.OBSERVATIONS if o.source == source}
+    written = findings.write_evidence(repo, load_claims(), out=tmp_path / "decidability.csv")
+    assert [Evidence(**{**row, **{k: int(row[k]) for k in ("seeds", "decided_from", "up_to")}})
+            for row in csv.DictReader(written.open())] == findings.load_evidence()
+    shipped = {(e.claim, e.first, e.second, e.seeds): e for e in findings.load_evidence()
+               if e.source == "results/devbox-2cpu/figure6_cpu"}
+    assert shipped[("degradation", "plain20", "plain56", 3)].decided_from == 100  # n=3 from the first evaluations
 
 
 def test_run_budget_plans_from_measured_costs_and_prints_the_plan(
@@ -169,8 +229,10 @@ def test_run_budget_plans_from_measured_costs_and_prints_the_plan(
     out = capsys.readouterr().out
     iterations = seen["suite"].recipe.max_steps
     assert f"plan: {iterations:,} iterations per trial" in out and "budget 30m" in out
-    assert "4 trials, 2 at a time" in out and "the paper's 32k and 48k of 64k, scaled" in out
-    assert "degradation:" in out and "cure:" in out and "deeper:" in out
+    assert "2 at a time" in out and "the paper's 32k and 48k of 64k, scaled" in out
+    assert "degradation (plain20 → plain56): expected to be decided at" in out and "with 3 seeds" in out
+    assert "depth-helps (resnet20-A → resnet56-A): about final errors: needs the paper's whole schedule" in out
+    assert seen["suite"].seeds == [0, 1, 2]  # the plan's seeds, not the suite file's one
     assert seen["suite"].recipe.milestones() == (iterations // 2, iterations * 3 // 4)
 
 
@@ -185,7 +247,8 @@ def test_plan_only_prints_the_plan_and_trains_nothing(suite_path: Path, tmp_path
 
 @pytest.mark.parametrize(("extra", "message"), [
     (["--plan-only"], "--plan-only prints the plan of a --budget"),
-    (["--budget", "1m"], "the smallest budget that works is"),
+    (["--budget", "1m"], "too short to decide any of the paper's claims on this machine: degradation (plain20 → "
+                         "plain56) needs plain20, plain56 with 3 seeds each for 200 iterations; the smallest budget"),
     (["--budget", "soon"], "expected a duration"),
     (["--budget", "30m", "--set", "resources.gpu=0.5"], "this suite asks for a GPU"),
     (["--budget", "30m", "--ray-address", "ray://head:10001"], "cannot plan for a Ray cluster"),
@@ -215,23 +278,5 @@ def test_a_started_results_folder_keeps_its_length(suite_path: Path, tmp_path: P
     lines: list[str] = []
     planned = planner.plan_suite(suite, 600, folder, slots=2, threads=1, out=lines.append)
     assert planned.recipe.max_steps == 1700 and planned.recipe.milestones() == (850, 1275)
-    assert "was started with 1,700 iterations" in lines[-1]
-
-
-def test_observations_are_read_from_a_finished_run(tmp_path: Path) -> None:
-    rows = [  # model, final train error, final test error
-        ("plain20", 30.0, 35.0), ("plain56", 60.0, 58.0), ("resnet20", 25.0, 31.0), ("resnet56", 24.0, 31.5),
-    ]
-    header = "trial_id,model,seed,status,recipe,precision,recipe_max_steps,recipe_lr_milestones,final_train_error,final_eval_error"
-    lines = [header] + [f"{m}-s0,{m},0,completed,cifar10_he2015_scaled,bf16,2100,1050 1575,{train},{test}"
-                        for m, train, test in rows]
-    lines.append("resnet32-A-s0,resnet32,0,running,cifar10_he2015_scaled,bf16,2100,1050 1575,20.0,20.0")  # unfinished
-    (tmp_path / "runs.csv").write_text("\n".join(lines) + "\n")
-    observed = {(o.finding, o.baseline, o.better): o for o in findings.observe(tmp_path)}
-    assert set(observed) == {("degradation", "plain56", "plain20"), ("cure", "plain20", "resnet20"),
-                             ("cure", "plain56", "resnet56"), ("deeper", "resnet20", "resnet56")}
-    degradation = observed[("degradation", "plain56", "plain20")]
-    assert degradation.shown and (degradation.train_gap, degradation.test_gap, degradation.iterations) == (30.0, 23.0, 2100)
-    assert degradation.setting == "cifar10_he2015_scaled, bf16, drops at 1,050 and 1,575"
-    deeper = observed[("deeper", "resnet20", "resnet56")]
-    assert not deeper.shown and (deeper.train_gap, deeper.test_gap) == (1.0, -0.5)  # test error says otherwise
+    assert "was started with plain20 x 1 seed(s), 1,700 iterations" in lines[-1]
+    assert [t.trial_id for t in planned.trials()] == [first.trial_id]  # the started trials, not a new plan

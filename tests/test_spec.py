@@ -97,6 +97,6 @@ def test_trials_pickle_for_ray(tmp_path: Path) -> None:
 def test_validate_accepts_every_file_in_suites(capsys: pytest.CaptureFixture[str]) -> None:
     from benchmark.__main__ import main
 
-    assert main(["validate", *map(str, SUITES)]) == 0
+    assert main(["validate", *map(str, SUITES), "--ray-address", "head:6379"]) == 0  # a cluster's suites too
     out = capsys.readouterr().out
     assert out.count("ok: ") == len(SUITES) and "throughput.yaml: profile config" in out

@@ -180,17 +180,6 @@ def test_the_cuda_rng_state_travels_as_cpu_bytes(monkeypatch: pytest.MonkeyPatch
     assert torch.equal(restored["state"], generator_state)
 
 
-def test_a_version_1_checkpoint_rng_tensor_still_restores() -> None:
-    import torch
-
-    from benchmark.training.train import restore_rng
-
-    state = torch.get_rng_state()
-    expected = torch.rand(3)
-    restore_rng(state, torch.device("cpu"))
-    assert torch.equal(torch.rand(3), expected)
-
-
 # ----------------------------------------------------------- divergence and fp16 (issue 14.2)
 
 

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from benchmark.fleet.final_weights import keep_final_weights, read_checkpoint
+from benchmark.fleet.storage import DEFAULT_STORAGE
 from benchmark.models import build_model
 from benchmark.models.weights import read_weights
 from benchmark.results.tables import ResultsWriter
 from benchmark.results.weights import keep_weights
-from benchmark.training.checkpoint import write_payload
+from benchmark.training.checkpoint import CheckpointError, write_payload
 
 
 def _payload(step: int) -> dict:
@@ -30,10 +32,10 @@ def _writer(folder: Path, **run: object) -> ResultsWriter:
 
 
 def test_final_weights_come_from_ray_storage_once_its_checkpoint_is_the_final_one(tmp_path: Path) -> None:
-    storage = tmp_path / "ray"  # the Ray executor's default storage: a folder, named by its path
+    storage = tmp_path / "tiny" / DEFAULT_STORAGE  # the Ray executor's default: the folder's own, recorded relative to it
     write_payload(storage / "run-1" / "resnet20-A-s0" / "checkpoint_000001", _payload(10))
     write_payload(storage / "run-1" / "resnet20-A-s0" / "checkpoint_000002", _payload(20))
-    writer = _writer(tmp_path / "tiny", status="completed", steps=20, storage=str(storage),
+    writer = _writer(tmp_path / "tiny", status="completed", steps=20, storage=DEFAULT_STORAGE,
                      checkpoint="run-1/resnet20-A-s0/checkpoint_000001")
     lines: list[str] = []
     # Ray hands the final checkpoint over after the final row: the one recorded so far is older
@@ -61,10 +63,14 @@ def test_an_unreadable_checkpoint_is_said_not_raised(tmp_path: Path) -> None:
 
 
 def test_local_and_stored_checkpoints_read_alike(tmp_path: Path) -> None:
-    write_payload(tmp_path / "ckpt", _payload(5))
-    local = read_checkpoint({"trial_id": "t", "storage": "local", "checkpoint": str(tmp_path / "ckpt")})
-    stored = read_checkpoint({"trial_id": "t", "storage": str(tmp_path), "checkpoint": "ckpt"})
-    assert local["step"] == stored["step"] == 5
+    folder = tmp_path / "tiny"
+    write_payload(folder / "_state" / "checkpoints" / "t", _payload(5))
+    write_payload(tmp_path / "shared" / "ckpt", _payload(6))
+    moved = read_checkpoint({"trial_id": "t", "storage": "local", "checkpoint": "/gone/_state/checkpoints/t"}, folder)
+    stored = read_checkpoint({"trial_id": "t", "storage": str(tmp_path / "shared"), "checkpoint": "ckpt"}, folder)
+    assert (moved["step"], stored["step"]) == (5, 6)  # a moved folder's own checkpoints; a shared path
+    with pytest.raises(CheckpointError, match="credentials are not recorded"):
+        read_checkpoint({"trial_id": "t", "storage": "s3://bucket/x?secret_key=***", "checkpoint": "ckpt"}, folder)
 
 
 def test_weights_above_the_size_rule_stay_out_of_git(tmp_path: Path) -> None:

@@ -65,14 +65,14 @@ def synthetic_probe(input_size: tuple[int, int, int], num_classes: int, batch_si
     return Probe(x, y)
 
 
-def cifar_probe(source: str, batch_size: int, seed: int) -> Probe:
+def cifar_probe(source: str, batch_size: int, seed: int, root: str | Path | None = None) -> Probe:
     """A seeded random batch of CIFAR-10 test images, preprocessed as the trials see them
     (Section 4.2: the training set's per-pixel mean subtracted), with their true labels. The
     paper's Figure 7 measures responses on real images, which trained nets respond to as trained."""
     from benchmark.data import load_cifar10
     from benchmark.data.preprocess import mean_chw01, mean_image, normalise
 
-    data = load_cifar10(source=source)
+    data = load_cifar10(source=source, root=root)
     pick = torch.randperm(len(data.y_eval), generator=torch.Generator().manual_seed(seed))[:batch_size].numpy()
     images = torch.from_numpy(data.x_eval[pick]).permute(0, 3, 1, 2)
     return Probe(normalise(images, mean_chw01(mean_image(data.x_train))), torch.from_numpy(data.y_eval[pick]))
@@ -177,6 +177,7 @@ def analyze(
     batch_size: int = 32,
     seed: int = 0,
     source: str | None = None,
+    root: str | Path | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Gradient norms and layer responses of ``models`` at initialisation and at ``checkpoints``.
 
@@ -197,7 +198,7 @@ def analyze(
     responses: list[dict] = []
     states: list[tuple[str, Path | None, int | None]] = [(m, None, 0) for m in dict.fromkeys(models)]
     states += [(m, Path(c), steps[i] if steps else None) for i, (m, c) in enumerate(zip(models, checkpoints))]
-    real = cifar_probe(source, batch_size, seed) if source is not None else None
+    real = cifar_probe(source, batch_size, seed, root) if source is not None else None
     for model_name, checkpoint, step in states:
         info = model_info(model_name)
         torch.manual_seed(seed)  # the same initial weights for the same name and seed

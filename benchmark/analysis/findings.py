@@ -1,141 +1,133 @@
-"""Figure 6's three findings as this project has measured them, for the planner's verdicts (issue 13).
+"""When each of the paper's claims becomes decidable, as committed multi-seed runs show it (issue 21).
 
-Which pairs of a suite's models bear on each finding (degradation: a deeper plain net against a
-shallower one; the cure: ResNet against plain at the same depth; a deeper ResNet against a shallower
-one), what finished runs showed for them after how many iterations (`OBSERVATIONS`, read from
-committed results folders by `observe`), and what a plan of some length can therefore expect
-(`finding_lines`, printed by `run --budget`).
+The planner (`benchmark/fleet/planner.py`) promises a claim only at a length and a number of seeds
+at which runs of this project decided it with the scorecard's own test (`verdicts.compare`: Welch's
+95% interval over seeds, on the claimed side of zero). `measure_evidence` reads a committed results
+folder with several seeds per net and, for each comparison of a `course` claim (degradation, the
+cure on training and on test error) and for k seeds per net, finds the first evaluated iteration
+from which every later evaluation of that run is *supported* for every choice of k of its seeds
+(the worst case: a user's k seeds may be any k). `EVIDENCE` holds the rows of the folders in
+`SOURCES`, written to `reference/decidability.csv` by `write_evidence` and checked against the
+folders by the tests; `decidable_from` combines them.
+
+What this evidence is: the course of runs of a fixed length (each folder's `recipe_max_steps`, its
+learning-rate drops at 50% and 75% of that length), read at every evaluation. A run planned for
+length L is judged at L, after its own drops, so the course of a longer run at L is a stand-in for
+it; both folders agree on the thresholds where they overlap (docs/suites.md, the planner).
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+from importlib import resources
+from itertools import combinations
 from pathlib import Path
+
+from benchmark.analysis.claims import METRICS, Claim
+from benchmark.analysis.verdicts import SUPPORTED, Side, compare
+
+# The committed folders with three seeds per net that the planner's thresholds come from.
+SOURCES = ("results/devbox-2cpu/figure6_cpu", "results/h200-1gpu/figure6_gpu")
+SEEDS = (2, 3)  # a plan uses at least 2 seeds per net (with 1 nothing is decided) and 3 where it fits
+EVIDENCE_FILE = "decidability.csv"
 
 
 @dataclass(frozen=True)
-class Observation:
-    """One measured comparison of Figure 6 after `iterations`: `better` against `baseline` (the
-    shallower plain net against the deeper one, ResNet against plain, the deeper ResNet against the
-    shallower); `shown` when the final training error and the final test error both came out the
-    paper's way round (gaps in points, positive: the paper's way)."""
+class Evidence:
+    """One comparison of a claim in one committed run, tested with `seeds` seeds per net."""
 
-    finding: str
-    baseline: str
-    better: str
-    iterations: int
-    shown: bool
-    train_gap: float
-    test_gap: float
-    setting: str    # recipe, precision and whether its drops were reached
-    source: str     # the results folder it was read from
+    claim: str               # claims.yaml id
+    first: str               # the nets compared, as the report names them (plain56, resnet56-A)
+    second: str
+    seeds: int               # k seeds per net; the worst of every choice of k of the run's seeds
+    decided_from: int        # first evaluated iteration from which every later one is supported; 0: never
+    up_to: int               # the run's last evaluated iteration
+    source: str              # the results folder
 
 
-FINDINGS = {
-    "degradation": "a deeper plain net trains worse than a shallower one (Figures 1 and 6, left)",
-    "cure": "at the same depth, identity shortcuts train better than the plain net (Figure 6, middle)",
-    "deeper": "a deeper ResNet ends below a shallower one (Figure 6, middle; Table 6)",
-}
+def measure_evidence(results_dir: str | Path, claims: Sequence[Claim], seeds: Sequence[int] = SEEDS,
+                     label: str | None = None) -> list[Evidence]:
+    """The Evidence rows of one results folder (its completed trials), for every `course` claim
+    on an error metric whose nets it holds."""
+    from benchmark.results.read import load_results
 
-# Measured on the 2-core development machine (JPEG CIFAR-10, one seed, test error on a fixed
-# 2,000-image subset), read with `observe` from the committed results folders named in `source`.
-_FIRST_RUN = ("cifar10_he2015, fp32, no drop reached", "results/devbox-2cpu/degradation_cpu")
-OBSERVATIONS: tuple[Observation, ...] = (
-    Observation("degradation", "plain56", "plain20", 1200, True, 33.2, 19.9, *_FIRST_RUN),
-    Observation("cure", "plain20", "resnet20", 1200, True, 5.3, 9.0, *_FIRST_RUN),
-    Observation("cure", "plain56", "resnet56", 1200, True, 25.7, 17.7, *_FIRST_RUN),
-    Observation("deeper", "resnet20", "resnet56", 1200, False, -12.9, -11.2, *_FIRST_RUN),
-)
-
-
-def observe(results_dir: Path) -> list[Observation]:
-    """The Observations a finished run makes (how OBSERVATIONS are written): for each pair of its
-    completed trials that bears on a finding (one seed: the lowest), the gaps in final training
-    error (the mean over the last evaluation interval) and final test error."""
-    with (Path(results_dir) / "runs.csv").open(newline="") as handle:
-        runs = sorted((row for row in csv.DictReader(handle) if row["status"] == "completed"), key=lambda r: int(r["seed"]))
-    final: dict[str, tuple[float, float]] = {}
-    for row in runs:
-        final.setdefault(row["model"], (float(row["final_train_error"]), float(row["final_eval_error"])))
-    if not runs:
-        return []
-    first = runs[0]
-    steps = int(float(first["recipe_max_steps"]))
-    drops = [int(m) for m in first["recipe_lr_milestones"].split()]
-    reached = [f"{m:,}" for m in drops if m < steps]
-    setting = f"{first['recipe']}, {first['precision']}, " + (f"drops at {' and '.join(reached)}" if reached else "no drop reached")
-    observed = []
-    for finding, candidates in pairs(list(final)).items():
-        for baseline, better in candidates:
-            (train_b, test_b), (train_g, test_g) = final[baseline], final[better]
-            observed.append(Observation(finding, baseline, better, steps, train_b > train_g and test_b > test_g,
-                                        round(train_b - train_g, 1), round(test_b - test_g, 1), setting, str(results_dir)))
-    return observed
-
-
-def pairs(models: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
-    """The (baseline, better) pairs of `models` that bear on each finding."""
-    from benchmark.models import model_info
-
-    infos = {m: model_info(m) for m in models}
-    plain = sorted((m for m in models if infos[m].kind == "plain"), key=lambda m: infos[m].depth)
-    residual = sorted((m for m in models if infos[m].kind == "residual"), key=lambda m: infos[m].depth)
-    return {
-        "degradation": [(deep, shallow) for i, shallow in enumerate(plain) for deep in plain[i + 1:]],
-        "cure": [(p, r) for p in plain for r in residual if infos[p].depth == infos[r].depth],
-        "deeper": [(shallow, deep) for i, shallow in enumerate(residual) for deep in residual[i + 1:]],
-    }
-
-
-def finding_lines(models: Sequence[str], iterations: int, cost_of: Callable[[int], str],
-                  observations: Sequence[Observation] = OBSERVATIONS) -> list[str]:
-    """For each Figure 6 finding: whether `iterations` can show it with these models, from
-    `observations`, and what a finding that needs more iterations would take (`cost_of(n)`: the
-    time and budget n iterations take on this machine, from the planner)."""
-    lines = []
-    for finding, claim in FINDINGS.items():
-        candidates = pairs(models)[finding]
-        if not candidates:
-            lines.append(f"{finding}: not in this suite ({claim})")
+    results = load_results(results_dir)
+    runs = results.runs[results.runs["status"] == "completed"]
+    by_trial = {trial: rows.set_index("step") for trial, rows in results.metrics.groupby("trial_id")}
+    rows = []
+    for claim in claims:
+        if claim.judged != "course" or METRICS.get(claim.metric) is None:
             continue
-        verdicts = [_pair_verdict(finding, pair, iterations, cost_of, observations) for pair in candidates]
-        shown = [text for state, text in verdicts if state == "shown"]
-        later = [text for state, text in verdicts if state == "later"]
-        if shown or later:
-            lines.append(f"{finding}: " + "; ".join(shown or later))
-        else:
-            unmeasured = {f"{b} below {a}" for a, b in candidates}
-            known = [text for _, text in verdicts if text not in unmeasured]
-            rest = [text for _, text in verdicts if text in unmeasured]
-            lines.append(f"{finding}: " + "; ".join(known + ([f"not measured yet: {', '.join(rest)}"] if rest else [])))
-    return lines
+        column = METRICS[claim.metric][0]
+        for first, second in claim.pairs(set(runs["variant"])):
+            nets = [runs[runs["variant"] == net].set_index("seed")["trial_id"] for net in (first, second)]
+            common = sorted(set(nets[0].index) & set(nets[1].index))
+            steps = sorted(set.intersection(*(set(by_trial[t].index) for net in nets for t in net[common])))
+            for k in seeds:
+                if len(common) < k:
+                    continue
+                supported = [all(_supported(claim, first, second, nets, by_trial, column, step, chosen)
+                                 for chosen in combinations(common, k)) for step in steps]
+                rows.append(Evidence(claim.id, first, second, k, _decided_from(steps, supported), int(steps[-1]),
+                                     label or str(results_dir)))
+    return rows
 
 
-def _pair_verdict(finding: str, pair: tuple[str, str], iterations: int, cost_of: Callable[[int], str],
-                  observations: Sequence[Observation]) -> tuple[str, str]:
-    """("shown" | "later" | "unknown", text) for one pair of models."""
-    baseline, better = pair
-    seen = sorted((o for o in observations if (o.finding, o.baseline, o.better) == (finding, baseline, better)),
-                  key=lambda o: o.iterations)
-    label = f"{better} below {baseline}"
-    shown_within = [o for o in seen if o.shown and o.iterations <= iterations]
-    failed_after = [o for o in seen if not o.shown and shown_within and shown_within[-1].iterations <= o.iterations <= iterations]
-    if shown_within and not failed_after:
-        o = shown_within[-1]
-        return "shown", (f"{label}: expected (seen at {o.iterations:,} iterations, {o.setting}: {o.train_gap:+.1f} points "
-                         f"of training error, {o.test_gap:+.1f} of test error)")
-    later = [o for o in seen if o.shown and o.iterations > iterations]
-    missed = [o for o in seen if not o.shown and o.iterations <= iterations]
-    not_at = f", not at {missed[-1].iterations:,}" if missed else ""
-    if later:
-        need = later[0].iterations
-        return "later", f"{label}: needs more iterations (seen at {need:,}{not_at}; that is {cost_of(need)})"
-    if seen:
-        o = seen[-1]
-        return "unknown", (f"{label}: not seen up to {o.iterations:,} iterations ({o.setting}: {o.train_gap:+.1f} "
-                           f"points of training error, {o.test_gap:+.1f} of test error); longer runs unmeasured")
-    return "unknown", label
+def _supported(claim: Claim, first: str, second: str, nets: list, by_trial: dict, column: str, step: float,
+               chosen: tuple[int, ...]) -> bool:
+    sides = [Side(net, tuple(float(by_trial[ids[s]].at[step, column]) for s in chosen), chosen)
+             for net, ids in zip((first, second), nets)]
+    return compare(sides[0], sides[1], claim.sign).verdict == SUPPORTED
 
 
+def _decided_from(steps: Sequence[float], supported: Sequence[bool]) -> int:
+    """The first step of the final run of supported evaluations (0 when the last one is not)."""
+    first = 0
+    for step, ok in zip(steps, supported):
+        first = (first or int(step)) if ok else 0
+    return first
+
+
+def write_evidence(repo: Path, claims: Sequence[Claim], sources: Iterable[str] = SOURCES,
+                   out: Path | None = None) -> Path:
+    """Measure every source folder (paths relative to `repo`) and write the table the planner reads."""
+    target = out or Path(str(resources.files("benchmark.analysis.reference") / EVIDENCE_FILE))
+    rows = [row for source in sources for row in measure_evidence(repo / source, claims, label=source)]
+    partial = target.with_name(target.name + ".partial")
+    with partial.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(Evidence)], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(asdict(row) for row in rows)
+    partial.replace(target)
+    return target
+
+
+def load_evidence() -> list[Evidence]:
+    """The committed evidence (`reference/decidability.csv`)."""
+    text = (resources.files("benchmark.analysis.reference") / EVIDENCE_FILE).read_text()
+    return [Evidence(row["claim"], row["first"], row["second"], int(row["seeds"]), int(row["decided_from"]),
+                     int(row["up_to"]), row["source"]) for row in csv.DictReader(text.splitlines())]
+
+
+def decidable_from(claim: str, first: str, second: str, seeds: int, evidence: Sequence[Evidence]) -> float:
+    """The iteration from which the comparison is decided with `seeds` seeds in every committed run
+    that reached it: the largest of the runs' thresholds, where a run that never decided it pushes
+    the threshold past its last iteration. `math.inf` when no run decided it, or none measured it."""
+    rows = [e for e in evidence if (e.claim, e.first, e.second, e.seeds) == (claim, first, second, seeds)]
+    if not any(e.decided_from for e in rows):
+        return math.inf
+    threshold = 0
+    for row in sorted(rows, key=lambda e: e.up_to):
+        threshold = max(threshold, row.decided_from) if row.decided_from else max(threshold, row.up_to + 1)
+    longest = max(e.up_to for e in rows)
+    return threshold if threshold <= longest else math.inf
+
+
+def sources_of(claim: str, first: str, second: str, seeds: int, evidence: Sequence[Evidence]) -> str:
+    """Where a threshold comes from, as the plan prints it."""
+    rows = [e for e in evidence if (e.claim, e.first, e.second, e.seeds) == (claim, first, second, seeds)]
+    return "; ".join(f"{e.source}: " + (f"from {e.decided_from:,} to {e.up_to:,}" if e.decided_from
+                                         else f"not by {e.up_to:,}") for e in rows)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.results.read import Results
-from benchmark.suite.recipes import RECIPES
+from benchmark.suite.recipes import RECIPES, recipe_differences
 
 PAPER_RECIPE = {"cifar10": "cifar10_he2015", "imagenet": "imagenet_he2015"}
 
@@ -32,16 +32,44 @@ def add_progress(trials: pd.DataFrame) -> pd.DataFrame:
 
     - ``reached``: iterations run (runs.csv's ``steps``, else the last evaluation's step, else 0);
     - ``schedule``: the paper's iterations for that trial (``paper_schedule``);
-    - ``complete``: status ``completed`` and ``reached`` at least ``schedule``: the only trials whose
-      final errors may stand beside the paper's.
+    - ``not_comparable``: why the trial's final errors may not stand beside a paper's even after the
+      whole schedule ("" when they may): the named recipe changed (`--set recipe.lr=...`), or
+      trained or tested on a subset (`comparability`);
+    - ``complete``: status ``completed``, ``reached`` at least ``schedule`` and nothing in
+      ``not_comparable``: the only trials whose final errors may stand beside the paper's.
     """
     recipes = trials["recipe"] if "recipe" in trials else pd.Series("", index=trials.index)
     steps = trials["steps"] if "steps" in trials else pd.Series(np.nan, index=trials.index)
     reached = steps.where(steps.notna() & (steps > 0), trials["last_step"]).fillna(0.0).astype(float)
     schedule = pd.Series([paper_schedule(r, d) for r, d in zip(recipes, trials["dataset"])], index=trials.index,
                          dtype=float)
-    complete = (trials["status"] == "completed") & (reached >= schedule)
-    return trials.assign(reached=reached, schedule=schedule, complete=complete)
+    reasons = pd.Series([comparability(row, reached[i] < schedule[i]) for i, row in trials.iterrows()],
+                        index=trials.index, dtype=object)
+    complete = (trials["status"] == "completed") & (reached >= schedule) & (reasons == "")
+    return trials.assign(reached=reached, schedule=schedule, not_comparable=reasons, complete=complete)
+
+
+def comparability(row: pd.Series, short: bool) -> str:
+    """Why one trial's final errors are not the paper's protocol, beyond its length ("" if they are):
+    a final-error comparison needs the named recipe unchanged and the whole training set of the
+    split and the whole test set. A `short` trial's max_steps and milestones differ by its length,
+    which its "N of M iterations" already says."""
+    reasons = []
+    for name, label in (("train_subset", "trained on {:,.0f} images, not the whole training set"),
+                        ("eval_subset", "tested on {:,.0f} images, not the whole test set")):
+        value = row.get(name)
+        if value is not None and not pd.isna(value):
+            reasons.append(label.format(float(value)))
+    recorded = {key: row[key] for key in row.index if key == "recipe" or str(key).startswith("recipe_")}
+    if not recorded.get("recipe") or pd.isna(recorded["recipe"]):
+        return "; ".join(reasons)  # a hand-made runs.csv without the recipe is taken at its word
+    changed = {field: change for field, change in recipe_differences(recorded).items()
+               if not (short and field in ("max_steps", "lr_milestones"))}
+    if changed:
+        named = row.get("recipe") or "no named recipe"
+        reasons.append(f"recipe {named} changed: " + ", ".join(f"{field} {old} → {new}" for field, (old, new) in changed.items())
+                       if "recipe" not in changed else f"recipe {named} is not a named recipe")
+    return "; ".join(reasons)
 
 
 def iterations(reached: float, schedule: float) -> str:
@@ -100,3 +128,13 @@ def summarise(values: pd.Series) -> dict[str, float]:
     return {"n": n, "mean": float(finite.mean()) if n else float("nan"),
             "std": float(finite.std(ddof=1)) if n > 1 else float("nan"),
             "min": float(finite.min()) if n else float("nan"), "max": float(finite.max()) if n else float("nan")}
+
+
+def not_comparable_text(trials: pd.DataFrame) -> str:
+    """Why none of ``trials`` (one net's) may be compared with a paper's final errors: how far they
+    got when short of the schedule, and every other reason any of them has."""
+    parts = []
+    if (trials["reached"] < trials["schedule"]).any():
+        parts.append(iterations_range(trials["reached"], trials["schedule"].max()))
+    parts += sorted({reason for reason in trials.get("not_comparable", pd.Series(dtype=object)) if reason})
+    return "not comparable: " + "; ".join(parts) if parts else "not comparable"

@@ -23,13 +23,13 @@ claims only on trials that completed the paper's whole schedule. Trials are neve
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from benchmark.analysis.claims import METRICS, Claim
-from benchmark.analysis.student_t import t_quantile
 from benchmark.analysis.trials import PAPER_RECIPE, final_by_trial, iterations_range, paper_schedule
 from benchmark.results.read import Results
 
@@ -84,6 +84,7 @@ class Comparison:
     seed_pairs_agreeing: int = 0
     at_step: float = math.nan  # course claims: the iteration the values are from
     detail: str = ""  # Figure 7: how many layers agree
+    left_out: str = ""  # trials of the two nets not in the values, and why ("plain56: 1 diverged")
 
 
 @dataclass(frozen=True)
@@ -99,15 +100,17 @@ class ClaimVerdict:
 
 
 def welch_interval(first: Side, second: Side, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """The ``confidence`` interval of mean(second) - mean(first) by Welch's t (both n >= 2)."""
+    """The ``confidence`` interval of mean(second) - mean(first) by Welch's t (both n >= 2):
+    scipy's unequal-variance t-test, its degrees of freedom by Welch-Satterthwaite."""
+    from scipy import stats  # here, not at the top: importing scipy.stats costs about a second
+
     difference = second.mean - first.mean
-    v1, v2 = first.std**2 / first.n, second.std**2 / second.n
-    se = math.sqrt(v1 + v2)
-    if se == 0.0:  # every seed gave the same number on both sides: the difference is exact
+    if first.std == 0.0 and second.std == 0.0:  # every seed gave the same number on both sides: exact
         return difference, difference
-    df = (v1 + v2) ** 2 / (v1**2 / (first.n - 1) + v2**2 / (second.n - 1))  # Welch-Satterthwaite
-    half = t_quantile(0.5 + confidence / 2, df) * se
-    return difference - half, difference + half
+    with warnings.catch_warnings():  # seeds that agree to the last digit make scipy warn of cancellation
+        warnings.simplefilter("ignore", RuntimeWarning)
+        interval = stats.ttest_ind(second.values, first.values, equal_var=False).confidence_interval(confidence)
+    return float(interval.low), float(interval.high)
 
 
 def compare(first: Side, second: Side, sign: int, at_step: float = math.nan) -> Comparison:
@@ -242,10 +245,24 @@ def _course(claim: Claim, first: tuple[str, pd.DataFrame], second: tuple[str, pd
                                                dtype=float))
              for net, _ in (first, second)]
     comparison = compare(sides[0], sides[1], claim.sign, at_step=step)
-    left_out = [f"{net}: {_status_counts(t[~t.index.isin(usable[net].index)])} left out"
-                for net, t in (first, second) if len(t) > len(usable[net])]
-    if left_out and comparison.verdict == UNDECIDED:
-        return replace(comparison, reason=f"{comparison.reason}; {'; '.join(left_out)}")
+    left = {net: t[~t.index.isin(usable[net].index)] for net, t in (first, second)}
+    left_out = "; ".join(f"{net}: {_status_counts(t)} left out" for net, t in left.items() if len(t))
+    if not left_out:
+        return comparison
+    comparison = replace(comparison, left_out=left_out)
+    # Survivorship: a diverged seed is evidence (its error is at chance or worse), and a failed one
+    # could have ended anywhere. Left out on the side where a high error opposes the claim (the
+    # first net when the metric should rise, the second when it should fall), or failed on either
+    # side, they could change the sign: then the comparison is not "supported".
+    opposing = [net for index, (net, t) in enumerate(left.items())
+                if (t["status"] == "failed").any()
+                or ((t["status"] == "diverged").any() and (index == 0) == (claim.sign > 0))]
+    if comparison.verdict == SUPPORTED and opposing:
+        return replace(comparison, verdict=UNDECIDED,
+                       reason=f"supported by the seeds that finished, but {' and '.join(opposing)} left out seeds "
+                              "that could change the sign (diverged against the claim, or failed)")
+    if comparison.verdict == UNDECIDED:
+        return replace(comparison, reason=f"{comparison.reason}; {left_out}")
     return comparison
 
 
@@ -288,6 +305,9 @@ def _combine(claim: Claim, comparisons: tuple[Comparison, ...], schedule: float)
         reasons = list(dict.fromkeys(c.reason for c in comparisons if c.verdict == UNDECIDED))
         supported = verdicts.count(SUPPORTED)
         reason = (f"{supported} of {len(verdicts)} comparisons support it; " if supported else "") + "; ".join(reasons)
+    left_out = [c.left_out for c in comparisons if c.left_out]
+    if left_out and verdict != UNDECIDED:  # the seeds a verdict stands without, said beside it
+        reason += "; left out: " + "; ".join(dict.fromkeys(left_out))
     steps = [c.at_step for c in comparisons if not math.isnan(c.at_step)]
     if claim.judged == "course":
         if not steps:

@@ -13,7 +13,7 @@ test set; "train45k" is the paper's 45k/5k train/validation split of the officia
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,18 @@ class CifarData:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def subset(self, train: int | None, eval: int | None) -> "CifarData":
+        """The suite's `train_subset` / `eval_subset`: a fixed (seed 0) random subset of each set,
+        sorted, the same for every seed and every trial (the JPEG file is grouped by class, so "the
+        first N" would be one class only); the whole set where the size is None or not smaller."""
+        changes: dict[str, np.ndarray] = {}
+        for prefix, size in (("train", train), ("eval", eval)):
+            x, y = getattr(self, f"x_{prefix}"), getattr(self, f"y_{prefix}")
+            if size is not None and size < len(y):
+                keep = np.sort(np.random.default_rng(0).permutation(len(y))[:size])
+                changes[f"x_{prefix}"], changes[f"y_{prefix}"] = x[keep], y[keep]
+        return replace(self, **changes) if changes else self
 
 
 def default_root() -> Path:

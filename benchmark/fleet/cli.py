@@ -83,6 +83,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     folder = args.results / suite.name
     counts = {status: list(statuses.values()).count(status) for status in sorted(set(statuses.values()))}
     print(f"suite {suite.name}: " + ", ".join(f"{n} {status}" for status, n in counts.items()) + f"; tables in {folder}")
+    from benchmark.analysis.claims import load_claims
+    from benchmark.fleet.figure7 import measure_layer_responses
+
+    if line := measure_layer_responses(folder, suite, load_claims()):  # the scorecard's Figure 7 row, over seeds
+        print(line)
     if not args.no_report:
         from benchmark.report import build_report  # imported here: pandas and seaborn are slow to import
 

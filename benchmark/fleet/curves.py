@@ -13,6 +13,8 @@ name, `events.out.tfevents.<second>.<host>.<pid>.<counter>`, and two files of th
 ordered by a process-wide counter compared as text ("...10" before "...9"). So a new attempt's file
 is opened in a later second than the files already there (seen: a retry within the same second
 showed the earlier attempt's points).
+
+A full disk is the tables' one line (`results.tables.writing`), not a traceback from TensorBoard.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import math
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmark import ResultsError
+from benchmark.results.tables import writing
 
 CURVES_DIR = "tensorboard"
 
@@ -37,28 +42,35 @@ class TrainingCurves:
 
     def start_attempt(self, trial_id: str, start_step: int) -> None:
         """A new attempt of the trial begins at `start_step`: later points of earlier ones are hidden."""
-        self._close(trial_id)
+        with writing(self.folder / trial_id):
+            self._close(trial_id)
         seconds = [int(path.name.split(".")[3]) for path in (self.folder / trial_id).glob("events.out.tfevents.*")]
         if seconds and max(seconds) >= int(time.time()):
             time.sleep(max(seconds) + 1 - time.time())  # at most a second, once per resumed attempt
-        self._writers[trial_id] = self._open(trial_id, purge_step=start_step + 1)
+        with writing(self.folder / trial_id):
+            self._writers[trial_id] = self._open(trial_id, purge_step=start_step + 1)
 
     def add(self, trial_id: str, row: dict[str, Any]) -> None:
         """One evaluation row: its scalars at its step, flushed so that TensorBoard shows it now."""
-        writer = self._writers.get(trial_id) or self._writers.setdefault(trial_id, self._open(trial_id))
-        step = int(row["step"])
-        split = row.get("eval_split") or "test"
-        for tag, key in (("error/train", "train_error"), (f"error/{split}", "eval_error"),
-                         ("loss/train", "train_loss"), (f"loss/{split}", "eval_loss"),
-                         ("lr", "lr"), ("images_per_s", "images_per_s")):
-            value = row.get(key)
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                writer.add_scalar(tag, float(value), step)
-        writer.flush()
+        with writing(self.folder / trial_id):
+            writer = self._writers.get(trial_id) or self._writers.setdefault(trial_id, self._open(trial_id))
+            step = int(row["step"])
+            split = row.get("eval_split") or "test"
+            for tag, key in (("error/train", "train_error"), (f"error/{split}", "eval_error"),
+                             ("loss/train", "train_loss"), (f"loss/{split}", "eval_loss"),
+                             ("lr", "lr"), ("images_per_s", "images_per_s")):
+                value = row.get(key)
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    writer.add_scalar(tag, float(value), step)
+            writer.flush()
 
     def close(self) -> None:
         for trial_id in list(self._writers):
-            self._close(trial_id)
+            try:
+                with writing(self.folder / trial_id):
+                    self._close(trial_id)
+            except ResultsError:
+                pass  # the run is ending; the tables, not these event files, are the record
 
     def _open(self, trial_id: str, purge_step: int | None = None) -> Any:
         from torch.utils.tensorboard import SummaryWriter  # imported at the first point: tensorboard is slow to import

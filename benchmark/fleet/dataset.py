@@ -39,7 +39,9 @@ def resolve_data(suite: Suite, cwd: Path) -> SuiteData:
             arrays = load_cifar10(source=spec.source, split=spec.split, root=root)
             resolved = spec.model_copy(update={"source": arrays.source,
                                                "root": None if arrays.source == "synthetic" else arrays.location})
-            return SuiteData(resolved, f"{arrays.source}:{cifar_fingerprint(arrays)}", arrays)
+            # The fingerprint names what the trials train and test on: the subsets when the suite has them.
+            trained = arrays.subset(spec.train_subset, spec.eval_subset)
+            return SuiteData(resolved, f"{arrays.source}:{cifar_fingerprint(trained)}", arrays)
         assert root is not None  # the schema requires data.root for imagenet
         fingerprint = folder_fingerprint(root)
         if suite.loader == "ffcv":  # its betons were written from this tree as it is now
@@ -53,3 +55,19 @@ def cifar_fingerprint(data: CifarData) -> str:
     from benchmark.data.beton import data_fingerprint  # the same hash names the FFCV betons written from them
 
     return data_fingerprint(data)
+
+
+def check_node_copy(spec: DataSpec, fingerprint: str, node: str) -> None:
+    """An ImageNet folder is read from each node's own disk (CIFAR-10's arrays travel from the
+    driver): a trial checks that its node's copy is the one the driver fingerprinted, so that a
+    different or partial copy never trains under the driver's fingerprint. A one-line DataError
+    names the node and the folder otherwise."""
+    if spec.dataset != "imagenet" or not fingerprint.startswith("folder:"):
+        return
+    try:
+        here = folder_fingerprint(Path(str(spec.root)))
+    except DataError as exc:
+        raise DataError(f"node {node}: {exc}") from None
+    if f"folder:{here}" != fingerprint:
+        raise DataError(f"node {node}: the ImageNet folder {spec.root} there is not the driver's (fingerprint {here}, "
+                        f"the driver's {fingerprint.removeprefix('folder:')}); give every node the same copy")

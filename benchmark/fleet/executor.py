@@ -23,7 +23,8 @@ class FleetPlan:
     state_dir: Path           # the results folder's machine-local state (_state/)
     data: SuiteData           # resolved once; every trial gets exactly this
     package_hash: str         # the code every trial must run (benchmark.results.provenance.package_hash)
-    resume: dict[str, str] = field(default_factory=dict)  # trial_id -> recorded checkpoint location
+    resume: dict[str, str] = field(default_factory=dict)  # trial_id -> checkpoint location to resume from
+    written: dict[str, int] = field(default_factory=dict)  # trial_id -> last step in metrics.csv (resumed trials)
 
     def dispatched(self, trial: Trial) -> Trial:
         """The trial as it runs: with the resolved data (concrete source, absolute root)."""
@@ -32,7 +33,7 @@ class FleetPlan:
 
 class Executor(Protocol):
     def checkpoint_of(self, trial_id: str, run: dict[str, str]) -> str | None:
-        """Where the trial's last checkpoint lies, if it is still there (`run`: its runs-table row)."""
+        """Where the trial's checkpoint to resume from lies, if one is still there (`run`: its runs-table row)."""
         ...
 
     def run(self, trials: list[Trial], recorder: FleetRecorder, plan: FleetPlan) -> None:

@@ -17,21 +17,29 @@ from typing import Any
 import torch
 
 from benchmark import ResultsError
-from benchmark.fleet.storage import StorageError, open_storage
+from benchmark.fleet.storage import DEFAULT_STORAGE, REDACTED, StorageError, open_storage, same_storage
 from benchmark.models.weights import read_weights
 from benchmark.results.tables import ResultsWriter, read_runs, read_trial_config
 from benchmark.results.weights import keep_weights, kept_weights, model_card, write_model
 from benchmark.training.checkpoint import PAYLOAD_FILE, CheckpointError, read_payload
 
 
-def read_checkpoint(run: dict[str, Any]) -> dict[str, Any]:
-    """The payload of the checkpoint a runs-table row names: a folder (`storage` "local", the
-    in-process executor) or a location in the Ray executor's storage; a CheckpointError otherwise."""
+def read_checkpoint(run: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The payload of the checkpoint a runs-table row of `folder` names; a CheckpointError otherwise.
+    Where it lies follows `storage`: "local" (the in-process executor's folder under `_state/checkpoints/`),
+    the results folder's own Ray storage (`DEFAULT_STORAGE`, relative to the folder, so a moved folder
+    still finds it), or another path or URI (credentials, never recorded, come from the environment)."""
     location, storage = str(run.get("checkpoint") or ""), str(run.get("storage") or "local")
     if not location:
         raise CheckpointError(f"trial {run['trial_id']}: no checkpoint recorded")
     if storage == "local":
-        return read_payload(Path(location))
+        recorded, own = Path(location), Path(folder) / "_state" / "checkpoints" / str(run["trial_id"])
+        return read_payload(recorded if (recorded / PAYLOAD_FILE).is_file() or not own.is_dir() else own)
+    if same_storage(storage, DEFAULT_STORAGE):
+        return read_payload(Path(folder) / DEFAULT_STORAGE / location)
+    if REDACTED in storage:
+        raise CheckpointError(f"storage {storage}: its credentials are not recorded; give them through the "
+                              "environment and name the storage without them")
     store = open_storage(storage)
     where = f"{storage}/{location}"
     try:
@@ -57,7 +65,7 @@ def keep_final_weights(writer: ResultsWriter, trial_id: str, out: Callable[[str]
     if run.get("status") != "completed" or kept_weights(writer.folder, trial_id).exists():
         return None
     try:
-        payload = read_checkpoint(run)
+        payload = read_checkpoint(run, writer.folder)
         if str(payload["step"]) != str(run.get("steps")):  # Ray hands over the final checkpoint after the row
             return None
         tensors, mean_image = _weights_of(payload)
@@ -106,7 +114,7 @@ def _final_weights(folder: Path, run: dict[str, Any]) -> tuple[dict[str, torch.T
         weights = read_weights(kept)
         return weights.tensors, weights.mean_image
     try:
-        payload = read_checkpoint(run)
+        payload = read_checkpoint(run, folder)
     except CheckpointError as exc:
         raise ResultsError(f"trial {run['trial_id']}: no {kept} and its checkpoint cannot be read ({exc})") from None
     if str(payload["step"]) != str(run.get("steps")):

@@ -6,6 +6,7 @@ storage options do not apply here.
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,10 @@ class LocalExecutor:
         return str(directory.resolve()) if (directory / PAYLOAD_FILE).is_file() else None
 
     def run(self, trials: list[Trial], recorder: FleetRecorder, plan: FleetPlan) -> None:
+        from benchmark.training.backends import worker_environment
         from benchmark.training.train import train_trial
+
+        os.environ.update(worker_environment())  # before any trial can create a cuBLAS handle in this process
 
         for trial in trials:
             recorder.start(trial.trial_id)

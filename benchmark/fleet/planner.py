@@ -1,18 +1,23 @@
-"""A CPU suite sized by time, not steps (`run --budget 30m`, what `make run` does without CUDA).
+"""A CPU suite sized by time and planned for verdicts (`run --budget 30m`, what `make run` does without CUDA).
 
-A fixed number of iterations made "about half an hour" mean 20 minutes on one 2-core machine and
-2 hours on another (issue 13). So the planner measures each model's training step on this machine
-for a few seconds, then picks ONE number of iterations for every trial (a comparison of depths is
-only fair at equal iterations) such that the whole suite, trials running side by side as the fleet
-runs them, is expected to end within the budget. The recipe's learning-rate drops are scaled to
-that length (`cifar10_he2015_scaled`: at 50% and 75%, as the paper's 32k and 48k are of 64k).
+A fixed grid made "about half an hour" mean 20 minutes on one machine and 2 hours on another, and
+spent it on one seed of five nets, which decides nothing (issues 13 and 21). So the planner:
+1. measures each model's training step on this machine for a few seconds (`measure_costs`);
+2. takes the paper's claims (`benchmark/analysis/reference/claims.yaml`) and, for each comparison
+   the suite's nets allow, the iteration from which committed runs with 3 (or 2) seeds per net
+   decided it with the scorecard's own test (`benchmark/analysis/findings.py`);
+3. adds comparisons cheapest first (degradation, then the cure at 56 layers, then at 20), as long as
+   the nets they need, with their seeds, reach the needed length within the budget
+   (`plan_for_verdicts`); then gives every chosen trial ONE number of iterations (a comparison of
+   depths is only fair at equal iterations), the most that fit (`make_plan`), with the recipe's
+   learning-rate drops scaled to it (`cifar10_he2015_scaled`: 50% and 75%, as 32k and 48k of 64k).
 
-Before training, the plan is printed: trials, iterations, the expected time here, and which of
-Figure 6's findings that many iterations can show, from measured runs (`benchmark/analysis/findings.py`),
-with the budget a finding that needs more would take.
+Before training the plan is printed: nets, seeds, iterations, the expected time here, and for each
+claim "expected to be decided at N iterations with k seeds" or what budget it would need. A suite
+whose grid should be trained exactly as written runs without --budget.
 
-`make_plan` is a pure function of recorded step costs (tested without timing anything);
-`measure_costs` is the only part that times.
+`plan_for_verdicts` and `make_plan` are pure functions of recorded step costs (tested without timing
+anything); `measure_costs` is the only part that times.
 """
 
 from __future__ import annotations
@@ -29,10 +34,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmark import BenchmarkError
-from benchmark.analysis.findings import finding_lines
 from benchmark.suite.recipes import CIFAR10_HE2015, Recipe
 
 if TYPE_CHECKING:
+    from benchmark.analysis.claims import Claim
     from benchmark.suite.spec import Suite, Trial
 
 MARGIN = 0.9  # plan for 90% of what is left of the budget: trials side by side contend for memory bandwidth
@@ -226,9 +231,9 @@ def scaled_recipe(recipe: Recipe, iterations: int) -> Recipe:
 
 def plan_suite(suite: Suite, budget_s: float, folder: Path, slots: int, threads: int, strict: bool = False,
                out: Callable[[str], None] = partial(print, flush=True)) -> Suite:
-    """`suite` with one number of iterations for every trial, sized to `budget_s` on this machine,
-    and its plan printed. A results folder that already holds the suite keeps the length it was
-    started with (a resumed run must continue the same trials), so nothing is measured then."""
+    """`suite` planned for verdicts within `budget_s` on this machine (the module's steps 1-3), and
+    its plan printed. A results folder that already holds the suite keeps the nets, seeds and length
+    it was started with (a resumed run must continue the same trials), so nothing is measured then."""
     from benchmark.hardware import identify, peak_tflops, with_threads
     from benchmark.suite.spec import fit_suite_precision
 
@@ -239,22 +244,91 @@ def plan_suite(suite: Suite, budget_s: float, folder: Path, slots: int, threads:
     suite, note = fit_suite_precision(suite, strict)
     if note:
         out(note)
-    started_with = _recorded_iterations(suite, folder)
-    if started_with:
-        out(f"plan: {folder} was started with {started_with:,} iterations per trial; continuing those "
-            "(a new budget needs a new results folder: --results DIR)")
-        return suite.model_copy(update={"recipe": scaled_recipe(suite.recipe, started_with)})
+    if recorded := _recorded(suite, folder):
+        iterations, models, seeds = recorded
+        out(f"plan: {folder} was started with {', '.join(models)} x {len(seeds)} seed(s), {iterations:,} iterations "
+            "per trial; continuing those (a new budget needs a new results folder: --results DIR)")
+        return restricted(suite, models, seeds).model_copy(update={"recipe": scaled_recipe(suite.recipe, iterations)})
     hardware = with_threads(identify("cpu"), threads)
     peak_tflops(hardware, "fp32")  # the probe, cached for the trials' rows (they never probe)
     out(f"plan: measuring each model's training step for {MEASURE_S:.0f} s on {hardware.describe()} "
         f"({suite.precision}{', channels-last' if suite.channels_last else ''}{', compiled' if suite.compile else ''})")
     costs = measure_costs(suite, threads)
+    suite, lines = plan_verdicts(suite, costs, budget_s, slots, spent_s=time.monotonic() - started)
     trials = execution_order(suite.trials(), slots)
     plan = make_plan(trials, costs, budget_s, slots, suite.eval_every, spent_s=time.monotonic() - started)
     planned = suite.model_copy(update={"recipe": scaled_recipe(suite.recipe, plan.iterations)})
-    for line in describe(planned, plan):
+    for line in describe(planned, plan) + lines:
         out(line)
     return planned
+
+
+def plan_verdicts(suite: Suite, costs: dict[str, TrialCost], budget_s: float, slots: int,
+                  spent_s: float = 0.0) -> tuple[Suite, list[str]]:
+    """`suite` cut down to the nets and seeds that decide the most claims within the budget
+    (`verdict_plan.choose`), and the plan's lines about each claim. A BudgetError names the smallest
+    budget that decides anything when the budget decides nothing; a suite whose nets no claim
+    compares keeps its grid."""
+    from benchmark.analysis.claims import load_claims
+    from benchmark.analysis.findings import load_evidence
+    from benchmark.fleet.verdict_plan import choose, claim_pairs, pair_lines, smallest_plan
+
+    claims, evidence = load_claims(), load_evidence()
+    pairs = claim_pairs(claims, {trial_variant(t) for t in suite.trials()})
+
+    def seconds(nets: tuple[str, ...], seeds: int, iterations: int) -> float:
+        trials = execution_order(restricted(suite, nets, list(range(seeds))).trials(), slots)
+        return expected_seconds(trials, costs, iterations, suite.eval_every, slots)
+
+    def budget_for(needed_s: float) -> str:
+        return f"--budget {budget_text((spent_s + needed_s) / MARGIN)} (about {duration(needed_s)} here)"
+
+    choice = choose(pairs, evidence, suite.eval_every, seconds, MARGIN * (budget_s - spent_s))
+    if choice is None and (smallest := smallest_plan(pairs, evidence, suite.eval_every, seconds)) is not None:
+        time_s, step = smallest
+        raise BudgetError(
+            f"--budget {budget_text(budget_s)}: too short to decide any of the paper's claims on this machine: "
+            f"{step.pairs[-1].label()} needs {', '.join(step.nets)} with {step.seeds} seeds each for {step.needs:,} "
+            f"iterations; the smallest budget that decides it is {budget_for(time_s)}")
+    lines = ["plan: the paper's claims at this length (each from the iteration at which committed runs with seeds "
+             "decided it, docs/suites.md):"]
+    lines += [f"  {line}" for line in pair_lines(pairs, choice, evidence, suite.eval_every, seconds, budget_for)]
+    lines += [f"  {line}" for line in final_claim_lines(claims, suite, seconds, budget_for)]
+    if choice is None:
+        return suite, lines + ["plan: no claim of the paper is decidable with these nets; every trial of the grid runs"]
+    return restricted(suite, choice.nets, list(range(choice.seeds))), lines
+
+
+def final_claim_lines(claims: Sequence[Claim], suite: Suite, seconds: Callable[[tuple[str, ...], int, int], float],
+                      budget_for: Callable[[float], str]) -> list[str]:
+    """The claims about final errors that the suite's nets bear on: they need the paper's whole schedule."""
+    nets = {trial_variant(t) for t in suite.trials()}
+    lines = []
+    for claim in claims:
+        pairs = claim.pairs(nets) if claim.judged == "final" and claim.dataset == suite.data.dataset else []
+        if pairs:
+            chain = tuple(dict.fromkeys(net for pair in pairs for net in pair))
+            lines.append(f"{claim.id} ({' → '.join(chain)}): about final errors: needs the paper's whole schedule, "
+                         f"{CIFAR10_HE2015.max_steps:,} iterations, with 3 seeds: "
+                         f"{budget_for(seconds(chain, 3, CIFAR10_HE2015.max_steps))}")
+    return lines
+
+
+def trial_variant(trial: Trial) -> str:
+    """The trial's net as the report and the claims name it: model[-A|-B|-C][-preact]."""
+    from benchmark.models import model_info
+
+    residual = model_info(trial.model).kind == "residual"
+    return trial.model + (f"-{trial.shortcut}" if residual and trial.shortcut else "") + ("-preact" if trial.preact else "")
+
+
+def restricted(suite: Suite, nets: Sequence[str], seeds: Sequence[int]) -> Suite:
+    """`suite` with only the models of `nets` (their variants' models, in the grid's order) and `seeds`."""
+    from benchmark.suite.spec import Grid
+
+    models = list(dict.fromkeys(t.model for t in suite.trials() if trial_variant(t) in nets or t.model in nets))
+    grid = Grid(model=models, shortcut=suite.grid.shortcut, preact=suite.grid.preact)
+    return suite.model_copy(update={"grid": grid, "seeds": list(seeds)})
 
 
 def execution_order(trials: list[Trial], slots: int) -> list[Trial]:
@@ -265,16 +339,22 @@ def execution_order(trials: list[Trial], slots: int) -> list[Trial]:
     return sorted(trials, key=trial_work, reverse=True) if slots > 1 else list(trials)
 
 
-def _recorded_iterations(suite: Suite, folder: Path) -> int | None:
-    """The iterations the suite's trials were registered with in `folder`, if it holds any (a
-    damaged trial file is left for the fleet's checks to name)."""
-    for trial in suite.trials():
+def _recorded(suite: Suite, folder: Path) -> tuple[int, list[str], list[int]] | None:
+    """(iterations, models, seeds) the suite's trials were registered with in `folder`, if it holds
+    any (a damaged trial file is left for the fleet's checks to name)."""
+    iterations, models, seeds = None, [], set()
+    for path in sorted((folder / "trials").glob("*.json")) if (folder / "trials").is_dir() else []:
         try:
-            stored = json.loads((folder / "trials" / f"{trial.trial_id}.json").read_text())
-            return int(stored["trial"]["recipe"]["max_steps"])
+            stored = json.loads(path.read_text())["trial"]
+            iterations = iterations or int(stored["recipe"]["max_steps"])
+            models.append(str(stored["model"]))
+            seeds.add(int(stored["seed"]))
         except (OSError, ValueError, KeyError, TypeError):
             continue
-    return None
+    if iterations is None:
+        return None
+    order = [t.model for t in suite.trials()]
+    return iterations, sorted(set(models), key=lambda m: order.index(m) if m in order else len(order)), sorted(seeds)
 
 
 def describe(suite: Suite, plan: Plan) -> list[str]:
@@ -287,13 +367,11 @@ def describe(suite: Suite, plan: Plan) -> list[str]:
     eval_s = max(cost.eval_s for cost in plan.costs.values())
     paper = " and ".join(f"{m // 1000}k" for m in CIFAR10_HE2015.lr_milestones)
     lines = [
-        f"plan: {len(trials)} trials, {plan.slots} at a time; seconds per training step here: {speeds}",
+        f"plan: {len(trials)} trials ({', '.join(dict.fromkeys(t.model for t in trials))} x {len(suite.seeds)} "
+        f"seed{'s' if len(suite.seeds) > 1 else ''}), {plan.slots} at a time; seconds per training step here: {speeds}",
         f"plan: {plan.iterations:,} iterations per trial, {evals} evaluations (up to {eval_s:.1f} s each); "
         f"recipe {recipe.name}: lr {recipe.lr:g}, divided by {1 / recipe.lr_decay:g} at {drops} "
         f"(the paper's {paper} of {CIFAR10_HE2015.max_steps // 1000}k, scaled)",
         f"plan: expected {duration(plan.spent_s + plan.expected_s)} on this machine, budget {budget_text(plan.budget_s)}",
-        "plan: Figure 6 findings at this length, from measured runs (README, What the CPU suite shows):",
     ]
-    models = list(dict.fromkeys(t.model for t in trials))
-    lines += [f"  {line}" for line in finding_lines(models, plan.iterations, cost_text(plan))]
     return lines

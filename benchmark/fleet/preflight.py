@@ -3,7 +3,8 @@
 - the loader's extra is installed;
 - every trial fits on one node (Tune would leave a trial that fits no node pending forever) and
   how many trials can run at once;
-- a results folder continues only the configuration, code and data that made it.
+- the results folder's own checkpoint storage is reachable from every node;
+- a results folder continues only the configuration, code, data and checkpoint storage that made it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 
 from benchmark import SuiteError
 from benchmark.fleet.ray_cluster import DRIVER_RESOURCE, ClusterError, Node
-from benchmark.results.tables import ResultsWriter
+from benchmark.fleet.storage import same_storage
+from benchmark.results.tables import FINISHED, ResultsWriter
 from benchmark.suite.spec import Resources, Suite, Trial
 
 
@@ -97,6 +99,18 @@ def _data_parallel_at_once(resources: Resources, request: dict[str, float], node
                        f"can place {slots} such worker(s) at once{driver_note}")
 
 
+def check_storage_reaches(nodes: list[Node], driver_address: str, where: str) -> None:
+    """The results folder's own storage (the default) is on the driver's disk: a trial placed on
+    another machine could not write its checkpoints there (Ray's storage check fails it after
+    retries). Refuse before any trial starts when a node of the cluster is on another machine than
+    the driver (`driver_address`, its IP address as Ray sees it)."""
+    elsewhere = sorted({node.address for node in nodes if node.address != driver_address})
+    if elsewhere:
+        raise ClusterError(f"storage: {where} has nodes on other machines ({', '.join(elsewhere[:3])}), and the default "
+                           "checkpoint storage is the results folder on this one; pass --storage with a path every "
+                           "node sees or an s3:// URI")
+
+
 def check_resumable(writer: ResultsWriter, trials: list[Trial], run_fields: dict[str, Any], allow_changes: bool) -> str:
     """A results folder continues only the configuration that made it, and, unless
     `allow_changes`, only with the same code and data; returns what changed ("" if nothing)."""
@@ -115,7 +129,8 @@ def check_resumable(writer: ResultsWriter, trials: list[Trial], run_fields: dict
                 f"{writer.folder}: trial {trial.trial_id} was run with a different configuration "
                 f"(differs in {', '.join(diff[:4])}); use --results DIR for a new folder or delete the old one"
             )
-    changes = []
+    storage = run_fields.get("storage")
+    changes = _storage_changes(writer, trials, storage, allow_changes) if storage else []
     for column, label in (("code_version", "code"), ("data_fingerprint", "data")):
         recorded = sorted({row.get(column, "") for row in writer.runs.values()} - {"", None})
         other = [value for value in recorded if value != run_fields[column]]
@@ -126,6 +141,22 @@ def check_resumable(writer: ResultsWriter, trials: list[Trial], run_fields: dict
                          f"({'; '.join(changes)}); rerun with --allow-changes to continue anyway (it is recorded), "
                          "or use --results DIR for a new folder")
     return "; ".join(changes)
+
+
+def _storage_changes(writer: ResultsWriter, trials: list[Trial], storage: str, allow_changes: bool) -> list[str]:
+    """Unfinished trials whose checkpoints are in another storage than this run's: refused in one
+    line (their checkpoints would be lost to them, and their rows set aside), unless `allow_changes`,
+    which restarts them from step 0 in the new storage; returns the change to record."""
+    moved = sorted({run.get("storage") or "" for trial in trials
+                    if (run := writer.runs.get(trial.trial_id)) and run.get("checkpoint")
+                    and run.get("status") not in FINISHED and not same_storage(run.get("storage") or "", storage)})
+    if not moved:
+        return []
+    if not allow_changes:
+        raise SuiteError(f"{writer.folder}: unfinished trials there have their checkpoints in storage {moved[0]}, but this "
+                         f"run's storage is {storage}; pass --storage {moved[0]} to resume them, or rerun with "
+                         "--allow-changes to restart them from step 0 in the new storage")
+    return [f"storage {', '.join(moved)} -> {storage}"]
 
 
 def _diff_keys(old: Any, new: Any, prefix: str = "") -> list[str]:

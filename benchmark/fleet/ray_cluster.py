@@ -26,19 +26,32 @@ from pathlib import Path
 from typing import Any
 
 from benchmark import BenchmarkError
+from benchmark.fleet.code_dirs import new_code_dir
 from benchmark.results.provenance import snapshot_package
+from benchmark.training.backends import worker_environment
 
 PROBE_TIMEOUT_S = 25  # an unreachable cluster is one line within 30 s
+HANDSHAKE_TIMEOUT_S = 4  # a port that is not a Ray head (no gRPC) is one line within 10 s
+# The HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS) answers with its
+# own SETTINGS frame (type 4) at once; anything else answers otherwise, or not at all.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 
 
 class ClusterError(BenchmarkError):
     """A Ray cluster that cannot be reached, or cannot place what a suite asks for."""
 
 
+# Data-parallel trials are Ray Train V2 trainers inside Tune trials (ray_ddp.py: TuneReportCallback).
+# V2 became Train's default only in late 2025 (ray-project/ray#57857); in the Ray releases before,
+# from 2.43 on, which the project admits, it must be switched on, in the driver and in every worker
+# (the runtime environment's env_vars): under V1 every data-parallel trial would fail.
+TRAIN_V2 = "RAY_TRAIN_V2_ENABLED"
+
+
 def quiet_ray_environment() -> None:
     """Ray's settings for our runs: no usage statistics, no auth token, plain logs, Ctrl-C
     handled by the fleet (Tune's own SIGINT handler would swallow it and return normally), and
-    none of Tune's automatic loggers: its TensorBoard files would land under the results folder
+    Train V2 for data-parallel trials; none of Tune's automatic loggers: its TensorBoard files would land under the results folder
     (`_state/ray/`), so that `tensorboard --logdir results/<suite>` showed every trial twice, the
     second time with the heartbeats; the recorder writes the curves (benchmark/fleet/curves.py) and
     the executor asks for Tune's result.json itself (ray_executor.py)."""
@@ -47,6 +60,7 @@ def quiet_ray_environment() -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ[TRAIN_V2] = "1"  # not a default: data-parallel trials need Train V2 (ray_ddp.py)
 
 
 def runtime_env(code_dir: Path) -> dict[str, Any]:
@@ -58,7 +72,9 @@ def runtime_env(code_dir: Path) -> dict[str, Any]:
     a checkout then has its workers import the checkout, not the shipped package (seen: a trial
     retried after the checkout was edited ran the edited code).
     """
-    return {"working_dir": str(code_dir), "excludes": ["__pycache__", "*.pyc"]}
+    return {"working_dir": str(code_dir), "excludes": ["__pycache__", "*.pyc"],
+            # set where every worker process starts, not per trial (backends.worker_environment)
+            "env_vars": {**worker_environment(), TRAIN_V2: "1"}}
 
 
 # A custom resource every node of the private instance offers plenty of: data-parallel trials'
@@ -70,6 +86,20 @@ DRIVER_RESOURCE = "benchmark_driver"
 class Node:
     node_id: str
     resources: dict[str, float]  # CPU, GPU, memory, custom resources
+    address: str = ""  # the node's IP address (Ray's NodeManagerAddress): which machine it is
+
+
+def check_address(address: str | None) -> str | None:
+    """The cluster address to join (None: a private instance). Ray Client (`ray://`) is refused: the
+    fleet's recorder must run where the results folder is, and under Ray Client the driver's code
+    runs on the head node, so the local folder would get no rows."""
+    if address == "local":
+        return None
+    if address is not None and address.startswith("ray://"):
+        raise ClusterError(f"--ray-address {address}: Ray Client (ray://) is not supported: the results would be "
+                           "written on the head node; run the driver on the cluster instead (ray job submit, or "
+                           "--ray-address HOST:6379 from a node; docs/clusters.md)")
+    return address
 
 
 @dataclass
@@ -93,7 +123,14 @@ class RayConnection:
     def nodes(self) -> list[Node]:
         import ray
 
-        return [Node(n["NodeID"], dict(n.get("Resources", {}))) for n in ray.nodes() if n.get("Alive")]
+        return [Node(n["NodeID"], dict(n.get("Resources", {})), n.get("NodeManagerAddress", ""))
+                for n in ray.nodes() if n.get("Alive")]
+
+    def driver_address(self) -> str:
+        """This driver's IP address as Ray sees it (nodes on this machine have the same)."""
+        import ray
+
+        return ray.util.get_node_ip_address()
 
     def close(self) -> None:
         import ray
@@ -122,7 +159,7 @@ def connect(address: str | None = None, num_cpus: float | None = None, num_gpus:
         address = None
     if ray.is_initialized():  # a caller (a test, a notebook) already connected: use it as it is
         return RayConnection(address, owned=False)
-    code_dir = tempfile.TemporaryDirectory(prefix="benchmark-code-")
+    code_dir = new_code_dir()  # sweeps the folders of drivers killed before they could remove theirs
     package = snapshot_package(Path(code_dir.name))
     sigterm = signal.getsignal(signal.SIGTERM)
     try:
@@ -164,14 +201,35 @@ def _start_reaper() -> subprocess.Popen[bytes] | None:
                             stdin=subprocess.PIPE, start_new_session=True)
 
 
+def _speaks_grpc(connection: socket.socket) -> bool:
+    """Whether the server on `connection` answers an HTTP/2 preface as a gRPC server does, within
+    HANDSHAKE_TIMEOUT_S (`ray.init` on a port that is not a Ray head otherwise waits half a minute)."""
+    try:
+        connection.settimeout(HANDSHAKE_TIMEOUT_S)
+        connection.sendall(HTTP2_PREFACE)
+        header = b""
+        while len(header) < 9:
+            chunk = connection.recv(9 - len(header))
+            if not chunk:
+                break
+            header += chunk
+    except OSError:
+        return False
+    return len(header) == 9 and header[3] == 0x04
+
+
 def probe(address: str) -> None:
     """Fail within PROBE_TIMEOUT_S, naming `address`, unless a Ray cluster answers there."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if host and port.isdigit():
         try:
-            socket.create_connection((host, int(port)), timeout=5).close()
+            connection = socket.create_connection((host, int(port)), timeout=HANDSHAKE_TIMEOUT_S)
         except OSError as exc:
             raise ClusterError(f"--ray-address {address}: cannot reach it ({exc.strerror or exc})") from None
+        with connection:
+            if not _speaks_grpc(connection):
+                raise ClusterError(f"--ray-address {address}: something answers there, but not a Ray cluster's head "
+                                   "(no gRPC); give the head's address, HOST:6379 by default")
     code = f"import ray; ray.init(address={address!r}, logging_level='ERROR', log_to_driver=False); ray.cluster_resources()"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     try:

@@ -24,30 +24,34 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from benchmark.fleet.dataset import check_node_copy
 from benchmark.fleet.ray_checkpoint import node_name, restore_from
 from benchmark.suite.spec import Trial
 from benchmark.training.checkpoint import write_payload
-from benchmark.training.session import Restored
+from benchmark.training.session import Accept, Restored
 
 MAX_WORKER_FAILURES = 2  # restarts of the worker group per Tune attempt, each from the last checkpoint
+CHECKPOINTS_KEPT = 2  # as a Tune trial's: the last, and the one before in case it cannot be read
 
 
 class TrainWorkerSession:
     """`TrialSession` of one rank: every rank reports, rank 0 attaches the checkpoint."""
 
-    def __init__(self, rank: int, resume_path: str | None, filesystem: Any) -> None:
+    def __init__(self, rank: int, resume_path: str | None, filesystem: Any, written_step: int | None = None) -> None:
         self.rank = rank
         self.node = node_name()
         self.resume_path = resume_path
         self.filesystem = filesystem
+        self.written_step = written_step  # the results table's last step for this trial, at the run's start
 
-    def restore(self) -> Restored:
+    def restore(self, accept: Accept | None = None) -> Restored:
         import ray.train
 
         checkpoint = ray.train.get_checkpoint()  # this trainer's latest (a restarted worker group)
         if checkpoint is None and self.resume_path:  # the last run's, recorded in the results folder
             checkpoint = ray.train.Checkpoint(self.resume_path, filesystem=self.filesystem)
-        return restore_from(checkpoint, set_aside=False)  # every rank fails alike and starts clean
+        # every rank reads the same checkpoints and falls back alike; none moves one the others read
+        return restore_from(checkpoint, set_aside=False, accept=accept)
 
     def report(self, row: dict[str, Any], payload: dict[str, Any] | None = None) -> None:
         import ray.train
@@ -75,15 +79,17 @@ def worker_loop(config: dict[str, Any]) -> None:
     trial = Trial.model_validate(config["trial"])
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
+    if context.get_local_rank() == 0:  # one rank per node reads its ImageNet copy's listing
+        check_node_copy(trial.data, config["data_fingerprint"], node_name())
     dataset = ray.get(config["arrays_ref"][0]) if config["arrays_ref"] else None  # the driver's one copy
-    session = TrainWorkerSession(rank, config["resume_path"], config["filesystem"])
+    session = TrainWorkerSession(rank, config["resume_path"], config["filesystem"], config["written_step"])
     train_trial(trial, session, data=dataset, threads=max(1, int(trial.resources.cpu)),
                 beton_dir=default_cache_dir() / "beton",
                 replicas=Replicas(rank=rank, world_size=world_size, sync_bn=trial.sync_bn))
 
 
-def run_data_parallel(trial: Trial, resume_path: str | None, arrays_ref: tuple[Any] | None, filesystem: Any,
-                      storage_path: str) -> None:
+def run_data_parallel(trial: Trial, resume_path: str | None, written_step: int | None, arrays_ref: tuple[Any] | None,
+                      filesystem: Any, storage_path: str, data_fingerprint: str) -> None:
     """Fit the trial's TorchTrainer from inside its Tune trial (the Tune session is this process's);
     `arrays_ref`: as `ray_trial.ray_trainable` gets it, passed on to the ranks unread."""
     import ray
@@ -100,6 +106,8 @@ def run_data_parallel(trial: Trial, resume_path: str | None, arrays_ref: tuple[A
         train_loop_config={
             "trial": trial.model_dump(mode="json"),
             "resume_path": resume_path,
+            "written_step": written_step,
+            "data_fingerprint": data_fingerprint,
             "filesystem": filesystem,
             # CIFAR-10's arrays: the driver's one copy in the object store, read by every rank
             "arrays_ref": arrays_ref,
@@ -114,7 +122,7 @@ def run_data_parallel(trial: Trial, resume_path: str | None, arrays_ref: tuple[A
             storage_path=storage_path,
             storage_filesystem=filesystem,
             failure_config=ray.train.FailureConfig(max_failures=MAX_WORKER_FAILURES),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
             callbacks=[TuneReportCallback()],
         ),
     )

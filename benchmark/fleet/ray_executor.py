@@ -12,36 +12,54 @@ rather than putting the arrays again.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pyarrow.fs
 
 from benchmark import ResultsError
 from benchmark.fleet.executor import FleetPlan
 from benchmark.fleet.preflight import DRIVER_CPU, trial_request
+from benchmark.fleet.ray_checkpoint import checkpoints_beside
 from benchmark.fleet.ray_trial import HEARTBEAT
 from benchmark.fleet.recorder import FleetRecorder, trial_work
-from benchmark.fleet.storage import Storage
+from benchmark.fleet.storage import Storage, same_storage
+from benchmark.results.tables import free_space
 from benchmark.suite.spec import Trial
 from benchmark.training.checkpoint import PAYLOAD_FILE
 
 MAX_FAILURES = 2  # retries per trial, each from its last checkpoint
-CHECKPOINTS_KEPT = 2  # per trial: the last, and one before it in case the last is unreadable
+CHECKPOINTS_KEPT = 2  # per trial: the last, and one before it in case the last is unreadable (ray_checkpoint.py)
 
 
 class RayExecutor:
-    def __init__(self, storage: Storage, max_concurrent: int, trainable: Callable[..., None] | None = None,
+    def __init__(self, storage: Storage, label: str, max_concurrent: int, trainable: Callable[..., None] | None = None,
                  driver: dict[str, float] | None = None) -> None:
         self.storage = storage
+        self.label = label  # the storage as runs.csv records it (storage.DEFAULT_STORAGE: the results folder's own)
         self.max_concurrent = max_concurrent
         self.driver = driver or {"CPU": DRIVER_CPU}  # a data-parallel trial's own request (preflight.driver_request)
         self.trainable = trainable  # a seam for tests of placement; default: the trial itself
 
     def checkpoint_of(self, trial_id: str, run: dict[str, str]) -> str | None:
+        """The recorded checkpoint; if it is gone, the newest one of the same trial beside it. A
+        data-parallel trial's workers run on for a moment after the driver is killed, and Train,
+        keeping CHECKPOINTS_KEPT, may rotate the recorded one out; the trial then reports the rows
+        the table missed from the newer checkpoint (benchmark/training/train.py)."""
         location = run.get("checkpoint") or ""
-        same_storage = run.get("storage") == self.storage.uri
-        return location if location and same_storage and self.storage.has_file(f"{location}/{PAYLOAD_FILE}") else None
+        if not location or not same_storage(run.get("storage") or "", self.label):
+            return None
+        if self.storage.has_file(f"{location}/{PAYLOAD_FILE}"):
+            return location
+        for path in checkpoints_beside(self.storage.filesystem, self.storage.join(location)):
+            relative = self.storage.relative(path)
+            if relative is not None and self.storage.has_file(f"{relative}/{PAYLOAD_FILE}"):
+                return relative
+        return None
 
     def run(self, trials: list[Trial], recorder: FleetRecorder, plan: FleetPlan) -> None:
         import ray
@@ -65,7 +83,9 @@ class RayExecutor:
         param_space = {
             "trial": tune.grid_search([plan.dispatched(trial).model_dump(mode="json") for trial in ordered]),
             "resume": {trial_id: self.storage.join(location) for trial_id, location in plan.resume.items()},
+            "written": {trial_id: plan.written.get(trial_id, 0) for trial_id in plan.resume},
             "package_hash": plan.package_hash,
+            "data_fingerprint": plan.data.fingerprint,  # each trial checks its node's ImageNet copy against it
             "storage_path": self.storage.path,
         }
         callback = _callback_class()(recorder, self.storage)
@@ -87,7 +107,8 @@ class RayExecutor:
                 callbacks=[callback, JsonLoggerCallback()],
             ),
         )
-        grid = tuner.fit()
+        with _quiet_full_disk():  # a full disk is our one line (the callback's), not Ray's tracebacks
+            grid = tuner.fit()
         if callback.fatal is not None:  # the writer could not write (a full disk): stop, say where
             raise callback.fatal
         # A failed trial does not make fit() raise: make sure each one is recorded.
@@ -156,7 +177,14 @@ def _callback_class() -> type:
                 self._guarded(lambda: self.recorder.checkpoint(trial_id_of(trial), location))
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self._guarded(lambda: self.recorder.failed(trial_id_of(trial), _error_text(trial)))
+            error = _error_text(trial)
+            if self.fatal is None and is_disk_full(error):  # the trial could not write its checkpoint: stop all
+                where = self.storage.path if isinstance(self.storage.filesystem, pyarrow.fs.LocalFileSystem) else self.storage.uri
+                self.fatal = ResultsError(f"{where}: no space left on the device while a trial wrote its checkpoint "
+                                          f"({free_space(Path(where))} free there); free some space and run the same "
+                                          "command again (it resumes)")
+                return
+            self._guarded(lambda: self.recorder.failed(trial_id_of(trial), error))
 
     return _Recorder
 
@@ -166,6 +194,35 @@ CHECKPOINT_PATH = "checkpoint_path"  # ray.tune.integration.ray_train.CHECKPOINT
 
 def trial_id_of(tune_trial: Any) -> str:
     return tune_trial.config["trial"]["trial_id"]
+
+
+def is_disk_full(error: str) -> bool:
+    return "No space left on device" in error or "[Errno 28]" in error or "Disk quota exceeded" in error
+
+
+class _QuietFullDisk(logging.Filter):
+    """Drops Ray's log records about a full disk (ENOSPC or a quota): a traceback per trial attempt,
+    per failed save of Tune's experiment state, per unretrieved task error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (is_disk_full(record.getMessage()) or (error is not None and is_disk_full(str(error))))
+
+
+@contextmanager
+def _quiet_full_disk() -> Iterator[None]:
+    """Ray's loggers write through their own handlers (and the root's): filter each while Tune runs."""
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)
+                                      if name == "ray" or name.startswith("ray."))]
+    handlers = {handler for logger in loggers for handler in logger.handlers}
+    quiet = _QuietFullDisk()
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
 
 
 def _error_text(tune_trial: Any) -> str:

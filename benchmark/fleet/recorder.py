@@ -21,6 +21,7 @@ from benchmark.fleet.final_weights import keep_final_weights
 from benchmark.fleet.progress import FleetView, TrialProgress
 from benchmark.results.tables import FINISHED, RUN_COLUMNS, ResultsWriter
 from benchmark.suite.spec import Trial
+from benchmark.training.session import REPLAYED
 
 
 def now() -> str:
@@ -80,7 +81,11 @@ class FleetRecorder:
         self.curves.close()
 
     def result(self, trial_id: str, row: dict[str, Any], checkpoint: str | None = None) -> None:
-        """One evaluation row; `checkpoint`: where the checkpoint of this row's step lives, if known."""
+        """One evaluation row; `checkpoint`: where the checkpoint of this row's step lives, if known.
+        A row a resumed trial reports again from its checkpoint's curve (`replayed`) that the table
+        already has is skipped: it would only repeat a console line and a TensorBoard point."""
+        if row.get(REPLAYED) and int(row["step"]) <= self.writer.last_step.get(trial_id, -1):
+            return
         trial = self.trials[trial_id]
         self._new_attempt(trial_id, row)
         self.writer.add_metrics(trial_id, row)

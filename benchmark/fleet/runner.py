@@ -1,9 +1,11 @@
 """Run a suite's trials as a fleet: Ray Tune (default) or in-process, with resume.
 
-Order of work, so that bad input fails before anything is written: static checks; connect to Ray
-(probing a cluster address first) and check every trial fits a node; open and probe the checkpoint
-storage; resolve the data once; then take the results folder's lock, read its tables, and refuse
-a configuration, code or data that differs from what made them (unless `allow_changes`).
+Order of work, so that bad input fails before anything is written: static checks (this machine's
+cores, when no cluster is named); take the results folder's lock (a second run is refused at once;
+a folder the lock created is removed again if nothing gets written); connect to Ray (probing a
+cluster address first) and check every trial fits a node; open and probe the checkpoint storage;
+resolve the data once; then read the folder's tables and refuse a configuration, code, data or
+checkpoint storage that differs from what made them (unless `allow_changes`).
 
 Resume is by the results folder: a trial whose row in `runs.csv` says `completed` or `diverged` is
 not run again; any other continues from its recorded checkpoint. A trial with rows but no
@@ -13,23 +15,28 @@ Ctrl-C or SIGTERM marks running trials `interrupted` and stops every Ray process
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from benchmark import SuiteError
+from benchmark import ResultsError, SuiteError
 from benchmark.fleet.dataset import SuiteData, resolve_data
 from benchmark.fleet.executor import Executor, FleetPlan
 from benchmark.fleet.final_weights import keep_final_weights
 from benchmark.fleet.local import LocalExecutor
 from benchmark.fleet.lock import FolderLock
-from benchmark.fleet.preflight import check_loader, check_placement, check_precision, check_resumable, driver_request
+from benchmark.fleet.preflight import (check_loader, check_placement, check_precision, check_resumable,
+                                       check_storage_reaches, driver_request)
 from benchmark.fleet.progress import FleetView
 from benchmark.fleet.recorder import FleetRecorder, print_line
-from benchmark.fleet.storage import open_storage
+from benchmark.fleet.ray_cluster import check_address
+from benchmark.fleet.storage import DEFAULT_STORAGE, open_storage, redact
 from benchmark.results.provenance import CodeVersion, code_version
+from benchmark.suite.recipes import recipe_differences
 from benchmark.results.tables import FINISHED, ResultsWriter
+from benchmark.suite.machine import check_fits_this_machine
 from benchmark.suite.spec import Suite, Trial, fit_suite_precision
 
 
@@ -64,27 +71,33 @@ def run_suite(
         out(note)
     storage = storage or suite.storage
     if executor == "local" and storage:
-        raise SuiteError(f"storage {storage}: checkpoint storage is the Ray executor's; --executor local keeps "
+        raise SuiteError(f"storage {redact(storage)}: checkpoint storage is the Ray executor's; --executor local keeps "
                          "checkpoints in the results folder")
-    with ExitStack() as cleanup:  # closes Ray (and its code snapshot), however the run ends
+    if executor == "ray":
+        ray_address = check_address(ray_address or os.environ.get("RAY_ADDRESS") or None)
+        if ray_address is None:  # a private instance on this machine: say at once what cannot fit here
+            check_fits_this_machine(suite.resources)
+    # The folder's lock first, before Ray and the data: a second run on the folder is refused at once.
+    with FolderLock(folder) as lock, ExitStack() as cleanup:  # cleanup closes Ray (and its code snapshot)
+        if lock.stale_holder:
+            out(f"{folder}: the last run there (pid {lock.stale_holder.get('pid')}) ended without "
+                "releasing its lock; taking over")
         if executor == "ray":
-            runner, code, storage_uri = _ray_executor(cleanup, suite, folder, ray_address, storage, code, trainable)
+            runner, code, storage_label = _ray_executor(cleanup, suite, folder, ray_address, storage, code, trainable)
         else:
             _check_local_gpus(suite)
-            runner, code, storage_uri = LocalExecutor(folder / "_state"), code or code_version(), "local"
+            runner, code, storage_label = LocalExecutor(folder / "_state"), code or code_version(), "local"
         data = resolve_data(suite, cwd or Path.cwd())
-        with FolderLock(folder) as lock:
-            if lock.stale_holder:
-                out(f"{folder}: the last run there (pid {lock.stale_holder.get('pid')}) ended without "
-                    "releasing its lock; taking over")
-            run_fields = {"git_commit": code.git_commit, "code_version": code.code_version,
-                          "data_fingerprint": data.fingerprint, "storage": storage_uri}
-            return _run_in_folder(suite, folder, runner, data, code, run_fields, allow_changes, out, view)
+        run_fields = {"git_commit": code.git_commit, "code_version": code.code_version,
+                      "data_fingerprint": data.fingerprint, "storage": storage_label}
+        return _run_in_folder(suite, folder, runner, data, code, run_fields, allow_changes, out, view)
 
 
 def _ray_executor(cleanup: ExitStack, suite: Suite, folder: Path, address: str | None, storage: str | None,
                   code: CodeVersion | None, trainable: Callable[..., None] | None) -> tuple[Executor, CodeVersion, str]:
-    """Connect to Ray, check every trial fits a node, open and probe the checkpoint storage."""
+    """Connect to Ray, check every trial fits a node, open and probe the checkpoint storage; returns
+    the executor, the code version and the storage as runs.csv records it (the folder's own storage
+    by its place in the folder, DEFAULT_STORAGE; any other redacted)."""
     from benchmark.fleet.ray_cluster import connect
     from benchmark.fleet.ray_executor import RayExecutor
 
@@ -93,9 +106,14 @@ def _ray_executor(cleanup: ExitStack, suite: Suite, folder: Path, address: str |
     code = code or code_version(shipped=connection.package)  # the copy of the package the trials run
     nodes = connection.nodes()
     at_once = check_placement(suite.resources, nodes, connection.where)
-    store = open_storage(storage or str((folder / "_state" / "ray").resolve()))
+    own = (folder / DEFAULT_STORAGE).resolve()
+    is_own = storage is None or ("://" not in storage and Path(storage).expanduser().resolve() == own)
+    if is_own:
+        check_storage_reaches(nodes, connection.driver_address(), connection.where)
+    store = open_storage(str(own) if is_own else storage)
     store.probe()
-    return RayExecutor(store, max_concurrent=at_once, trainable=trainable, driver=driver_request(nodes)), code, store.uri
+    label = DEFAULT_STORAGE if is_own else store.uri
+    return RayExecutor(store, label, max_concurrent=at_once, trainable=trainable, driver=driver_request(nodes)), code, label
 
 
 def _run_in_folder(suite: Suite, folder: Path, runner: Executor, data: SuiteData, code: CodeVersion,
@@ -111,8 +129,9 @@ def _run_in_folder(suite: Suite, folder: Path, runner: Executor, data: SuiteData
     _register_new_trials(writer, suite, trials)
     pending = [t for t in trials if writer.status(t.trial_id) not in FINISHED]
     out(f"suite {suite.name}: {len(trials)} trials ({len(trials) - len(pending)} already finished), results in {folder}")
-    plan = FleetPlan(state_dir=writer.state_dir.resolve(), data=data, package_hash=code.package_hash,
-                     resume=_checkpoints_to_resume(writer, pending, runner, out))
+    resume = _checkpoints_to_resume(writer, pending, runner, out)
+    plan = FleetPlan(state_dir=writer.state_dir.resolve(), data=data, package_hash=code.package_hash, resume=resume,
+                     written={trial_id: max(writer.last_step.get(trial_id, 0), 0) for trial_id in resume})
     recorder = FleetRecorder(writer, trials, out=out, run_fields=run_fields, view=view)
     if pending:
         try:
@@ -121,6 +140,12 @@ def _run_in_folder(suite: Suite, folder: Path, runner: Executor, data: SuiteData
             stopped = recorder.interrupted()
             out(f"suite {suite.name}: interrupted; {len(stopped)} running trial(s) marked interrupted "
                 "(run the same command to resume)")
+            raise
+        except ResultsError:  # the writer failed (a full disk): the trials it was recording stopped with it
+            try:
+                recorder.interrupted()
+            except ResultsError:
+                pass  # no room even for that: runs.csv keeps them `running`, which resumes the same way
             raise
         finally:
             recorder.close()
@@ -142,8 +167,11 @@ def _check_local_gpus(suite: Suite) -> None:
 
 def _register_new_trials(writer: ResultsWriter, suite: Suite, trials: list[Trial]) -> None:
     new = [t for t in trials if t.trial_id not in writer.runs]
+    recorded = suite.model_dump(mode="json")
+    if recorded.get("storage"):
+        recorded["storage"] = redact(recorded["storage"])  # a URI's credentials are never written
     for trial in new:
-        writer.write_trial_config(trial.trial_id, {"trial": trial.model_dump(mode="json"), "suite": suite.model_dump(mode="json")})
+        writer.write_trial_config(trial.trial_id, {"trial": trial.model_dump(mode="json"), "suite": recorded})
     if new:
         writer.update_runs({t.trial_id: {**_run_fields(t), "status": "pending"} for t in new})
 
@@ -181,6 +209,11 @@ def _run_fields(trial: Trial) -> dict[str, Any]:
         "seed": trial.seed,
         "dataset": trial.data.dataset,
         "split": trial.data.split,
+        # what makes a final error comparable with the paper's, or not (benchmark/analysis/trials.py)
+        "train_subset": trial.data.train_subset,
+        "eval_subset": trial.data.eval_subset,
+        "recipe_changes": "; ".join(f"{field} {named} -> {value}"
+                                    for field, (named, value) in recipe_differences(trial.recipe.flat()).items()),
         "loader": trial.loader,
         "precision": trial.precision,
         "channels_last": trial.channels_last,

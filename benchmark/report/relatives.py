@@ -23,7 +23,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from benchmark.analysis.reference.relatives import is_paper_model, own_number, published_parameters
-from benchmark.analysis.trials import final_by_trial, iterations, iterations_range, summarise
+from benchmark.analysis.trials import final_by_trial, iterations, iterations_range, not_comparable_text, summarise
 from benchmark.report.figures import STYLE, NamedFigure
 from benchmark.report.formats import number, seed_stats, signed
 from benchmark.report.render import Block, Heading, Paragraph, Table, save_figure
@@ -92,7 +92,7 @@ def relatives_table(results: Results) -> pd.DataFrame:
         if own is None:
             notes.append("its paper gives no CIFAR-10 number for this net")
         elif stats["n"] and not len(complete):
-            notes.append(f"not comparable: {reached}")
+            notes.append(not_comparable_text(judged))
         elif not own_recipe:
             notes.append(f"trained with {recipe_name or 'an unnamed recipe'}; its paper used "
                          f"{PAPER_RECIPES.get(own.source, 'its own recipe')}")

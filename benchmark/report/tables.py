@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.analysis.reference import identity_mappings, reference_error
-from benchmark.analysis.trials import final_by_trial, iterations, iterations_range, summarise
+from benchmark.analysis.trials import final_by_trial, iterations, iterations_range, not_comparable_text, summarise
 from benchmark.results.read import Results
 
 # Tolerances (error points) for a verdict. CIFAR-10: 1.0 point, about 6 times the std the paper
@@ -146,7 +146,7 @@ def reproduction_table(results: Results, table: int) -> pd.DataFrame:
                 # above/below would compare different things (issue #12).
                 reached = iterations_range(judged["reached"], judged["schedule"].max())
                 difference = float("nan")
-                verdict_text = f"not comparable: {reached}"
+                verdict_text = not_comparable_text(judged)
             rows.append({
                 "variant": variant, "model": first["model"], "kind": first["kind"],
                 "depth": int(first["depth"]), "shortcut": first["shortcut"], "preact": preact,

@@ -10,6 +10,7 @@ Missing *values* are allowed (a pending trial has no final error; a diverged one
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -245,6 +246,22 @@ def load_packing(path: Path) -> pd.DataFrame:
     return _load_measurements(path, PACKING_COLUMNS, PACKING_NUMERIC)
 
 
+def _with_subsets(runs: pd.DataFrame, trials_dir: Path) -> pd.DataFrame:
+    """``train_subset`` / ``eval_subset`` of every trial (NaN: the whole set), from its
+    ``trials/<trial_id>.json`` where that exists (the trial's own configuration, also for a runs.csv
+    written before these columns were), else from runs.csv."""
+    runs = runs.copy()
+    for column in ("train_subset", "eval_subset"):
+        runs[column] = pd.to_numeric(runs[column], errors="coerce") if column in runs else np.nan
+    for index, trial_id in runs["trial_id"].items():
+        try:
+            data = json.loads((trials_dir / f"{trial_id}.json").read_text())["trial"]["data"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        runs.loc[index, ["train_subset", "eval_subset"]] = [data.get("train_subset"), data.get("eval_subset")]
+    return runs
+
+
 def evaluations_path(results_dir: Path) -> Path | None:
     """results/evaluations.csv beside the suites' folders (a copy in the suite's own folder first)."""
     for candidate in (results_dir / "evaluations.csv", results_dir.parent / "evaluations.csv"):
@@ -275,6 +292,7 @@ def load_results(results_dir: str | Path) -> Results:
     runs = read_runs(runs_path)
     if runs.empty:
         raise ResultsError(f"{runs_path}: no trials (only a header)")
+    runs = _with_subsets(runs, path / "trials")
     if metrics_path.is_file():
         metrics = read_metrics(metrics_path, runs, runs_path)
     else:

@@ -44,8 +44,8 @@ RUN_COLUMNS = (
     "trial_id", "suite", "model", "family", "kind", "depth", "shortcut", "preact", "seed", "status",
     "steps", "start_step", "final_train_error", "final_eval_error", "final_eval_top5_error", "final_eval_loss",
     "eval_split", "eval_ten_crop", "images_per_s", "wall_s", "peak_memory_mb", "nonfinite_steps", "dataset",
-    "data_source", "data_fingerprint", "split", "loader", "precision", "channels_last", "compile", "tf32",
-    "deterministic", "cuda_graphs", "eval_every", *RECIPE_COLUMNS, "device", *RUN_HARDWARE_COLUMNS, "node",
+    "data_source", "data_fingerprint", "split", "train_subset", "eval_subset", "loader", "precision", "channels_last", "compile", "tf32",
+    "deterministic", "cuda_graphs", "eval_every", *RECIPE_COLUMNS, "recipe_changes", "device", *RUN_HARDWARE_COLUMNS, "node",
     "git_commit", "code_version", "allowed_changes", "torch_version", "torchvision_version", "numpy_version",
     "ray_version", "ffcv_version", "cuda_version", "python_version", "hostname", "storage", "checkpoint",
     "started_at", "finished_at", "error",
@@ -69,24 +69,53 @@ DISCARDED_COLUMNS = ("discarded_at_reason", *METRIC_COLUMNS)
 
 
 @contextmanager
-def _writing(path: Path) -> Iterator[None]:
+def writing(path: Path) -> Iterator[None]:
     """A full disk (or quota) is one line naming where space ran out; the tables stay readable
     (every write is atomic or a whole appended row) and the run resumes once space is freed."""
     try:
         yield
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise ResultsError(f"{path}: no space left on the device while writing; free some space "
-                               "and run the same command again (it resumes)") from None
+            raise ResultsError(f"{path}: no space left on the device while writing ({free_space(path.parent)} free "
+                               "there); free some space and run the same command again (it resumes)") from None
         raise
+
+
+def free_space(folder: Path) -> str:
+    """The space left to an unprivileged writer in `folder` (or the nearest existing parent), e.g. "12 KB"."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return "unknown space"
+    free = float(stat.f_bavail * stat.f_frsize)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if free < 1024 or unit == "GB":
+            return f"{free:.0f} {unit}" if unit == "bytes" else f"{free:.1f} {unit}"
+        free /= 1024
+    return f"{free:.1f} GB"
+
+
+def new_file_mode() -> int:
+    """The mode `open()` gives a new file (0o666 less the umask): every result file gets it, the
+    ones written through a temporary file (mkstemp makes them 0600) as the ones appended to."""
+    try:
+        with open("/proc/self/status") as status:  # Linux: read without changing it
+            umask = next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        umask = os.umask(0o022)  # elsewhere: the only way to read it is to set it, then put it back
+        os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a whole file so that readers see the old or the new version, never half of one."""
-    with _writing(path):
+    with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
+            os.fchmod(fd, new_file_mode())
             with os.fdopen(fd, "w", newline="") as handle:
                 handle.write(text)
                 handle.flush()
@@ -116,7 +145,7 @@ def _csv_text(columns: tuple[str, ...], rows: list[list[Any]], header: bool = Tr
 
 def _append(path: Path, columns: tuple[str, ...], rows: list[list[Any]]) -> None:
     """Append whole rows with one write (a crash leaves whole rows, or one torn last line)."""
-    with _writing(path):
+    with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         text = _csv_text(columns, rows, header=not path.exists() or path.stat().st_size == 0)
         with open(path, "a", newline="") as handle:

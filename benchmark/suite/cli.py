@@ -1,9 +1,11 @@
-"""`validate`: check suite files (training suites and profile grids) without running anything; and
-the suite options (`--set`, `--smoke`, `--source`) that `run` shares."""
+"""`validate`: check suite files (training suites and profile grids) without running anything, and
+that every trial fits this machine's cores unless a cluster is named; and the suite options
+(`--set`, `--smoke`, `--source`) that `run` shares."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     validate = subparsers.add_parser("validate", help="check suite files against the schema")
     validate.add_argument("suites", type=Path, nargs="+", metavar="SUITE")
     add_suite_options(validate)
+    validate.add_argument("--ray-address", default=None,
+                          help="the Ray cluster the suites will run on (default: $RAY_ADDRESS, else this machine, whose "
+                          "cores every trial must then fit in)")
     validate.set_defaults(func=cmd_validate)
 
 
@@ -42,9 +47,11 @@ def is_profile_config(path: Path) -> bool:
 def cmd_validate(args: argparse.Namespace) -> int:
     # The suite schema is imported where it is used: it needs pydantic, which a bare GPU machine
     # lacks, and the other commands (gpu-check among them) must still start there.
+    from benchmark.suite.machine import check_fits_this_machine
     from benchmark.suite.profile_grid import load_config
     from benchmark.suite.spec import load_suite
 
+    on_this_machine = not (args.ray_address or os.environ.get("RAY_ADDRESS"))
     failures = 0
     for path in args.suites:
         try:
@@ -53,6 +60,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 print(f"ok: {path}: profile config, {len(config.models)} models x {len(config.batch_sizes)} batch sizes")
                 continue
             suite = load_suite(path, suite_overrides(args), smoke=args.smoke)
+            if on_this_machine:  # `run` would refuse it after starting Ray; say it now
+                try:
+                    check_fits_this_machine(suite.resources)
+                except BenchmarkError as exc:
+                    raise type(exc)(f"{path}: {exc}") from None
         except BenchmarkError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failures += 1

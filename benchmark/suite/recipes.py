@@ -7,6 +7,7 @@ effective values are recorded with every trial (`Recipe.flat()` feeds the runs t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
@@ -240,3 +241,36 @@ PAPER_RECIPES: dict[str, str] = {
     "xie2017": CIFAR10_XIE2017.name,
     "huang2017": CIFAR10_HUANG2017.name,
 }
+
+
+def recipe_differences(recorded: Mapping[str, object]) -> dict[str, tuple[str, str]]:
+    """How a trial's recipe, as recorded (`Recipe.flat()`'s columns: a runs.csv row or the flat dict
+    itself), differs from the named recipe it says it is: {field: (named value, recorded value)}.
+    A name that is not one of `RECIPES` is the difference {"recipe": ("a named recipe", name)}."""
+    name = str(recorded.get("recipe") or "")
+    named = RECIPES.get(name)
+    if named is None:
+        return {"recipe": ("a named recipe", name or "none")}
+    differences = {}
+    for column, expected in named.flat().items():
+        if column != "recipe" and column in recorded and not _same(recorded[column], expected):
+            differences[column.removeprefix("recipe_")] = (_text(expected), _text(recorded[column]))
+    return differences
+
+
+def _text(value: object) -> str:
+    """A recorded value as text; None and a table's empty cell (NaN) are ""."""
+    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
+
+
+def _same(recorded: object, expected: object) -> bool:
+    """Equal as numbers (or lists of numbers, as runs.csv writes milestones), else as text; an empty
+    cell equals None."""
+    a, b = _text(recorded).strip(), _text(expected).strip()
+    if a.lower() == b.lower():
+        return True
+    try:
+        left, right = [float(v) for v in a.split()], [float(v) for v in b.split()]
+    except ValueError:
+        return False
+    return len(left) == len(right) and all(abs(x - y) <= 1e-9 * max(abs(x), abs(y), 1.0) for x, y in zip(left, right))

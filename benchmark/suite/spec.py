@@ -195,6 +195,11 @@ class Suite(_Strict):
                              "torch's SyncBatchNorm runs on GPUs only)")
         if workers == 1:
             return self
+        if 0 < self.resources.gpu < 1:
+            # Ray would pack two ranks onto one GPU, and NCCL refuses two ranks of a communicator on
+            # the same device: the trial would fail through every Train and Tune retry.
+            raise ValueError(f"resources.gpu: {self.resources.gpu:g} per worker shares a GPU between data-parallel "
+                             "ranks, which NCCL cannot run; expected 0 (CPU ranks) or at least 1 GPU per worker")
         if self.recipe.batch_size % workers:
             raise ValueError(f"resources.workers: {workers} ranks cannot split the recipe's batch of "
                              f"{self.recipe.batch_size} evenly (each rank takes batch_size / workers)")

@@ -39,6 +39,13 @@ class PrecisionRun:
     bn_stats: torch.Tensor   # every BN layer's running mean and variance, concatenated (CPU, float64)
     cuda_graphs: str         # TrainStep.cuda_graphs after the run: off | captured | fallback
     seconds: float
+    # fp16's GradScaler after every step (empty without one): a step whose scaled gradients
+    # overflowed was skipped and halved the scale, so a fall in the scale counts a skipped step.
+    scales: list[float] = dataclasses.field(default_factory=list)
+
+    @property
+    def skipped_steps(self) -> int:
+        return sum(after < before for before, after in zip(self.scales, self.scales[1:]))
 
 
 def fixed_batches(device: torch.device, steps: int, batch_size: int = 128) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -72,16 +79,18 @@ def precision_run(label: str, compiled: bool, batches: list[tuple[torch.Tensor, 
     started = time.perf_counter()
     with numerics(device, tf32=tf32, deterministic=False):
         trainer = TrainStep(model, optimizer, device, precision=precision, channels_last=True, compile=compiled)
-        losses = []
+        losses, scales = [], []
         for x, y in batches:
             trainer.step(x, y)
             losses.append(float(trainer.pop_metrics()["train_loss"]))  # a sync per step: fine for a check
+            if (scaler := trainer.scaler_state_dict()) is not None:
+                scales.append(float(scaler["scale"]))
         cuda_graphs = trainer.verify_cuda_graphs()
     seconds = time.perf_counter() - started
     stats = [t for name, t in model.state_dict().items() if name.endswith(("running_mean", "running_var"))]
     bn_stats = torch.cat([t.detach().double().flatten().cpu() for t in stats])
     torch.compiler.reset()  # the next run compiles afresh (and releases this one's CUDA graphs)
-    return PrecisionRun(label, compiled, losses, bn_stats, cuda_graphs, seconds)
+    return PrecisionRun(label, compiled, losses, bn_stats, cuda_graphs, seconds, scales)
 
 
 class _Killed(Exception):

@@ -28,6 +28,15 @@ import torch
 CUBLAS_DETERMINISTIC_WORKSPACE = ":4096:8"
 
 
+def worker_environment() -> dict[str, str]:
+    """What a trial process needs in its environment from its start: cuBLAS reads
+    CUBLAS_WORKSPACE_CONFIG when the process first creates a cuBLAS handle, so a deterministic
+    trial in a reused worker (or after another trial in-process) would otherwise run on the
+    workspace an earlier trial's cuBLAS took. Every trial gets the fixed workspace (8 buffers of
+    4 MiB), deterministic or not, unless the user's environment names one."""
+    return {"CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC_WORKSPACE)}
+
+
 @contextmanager
 def numerics(device: torch.device, tf32: bool, deterministic: bool) -> Iterator[None]:
     """Run the block with TF32 on or off and with deterministic kernels or not; restore after.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,13 @@ def read_payload(directory: Path, where: str | None = None) -> dict[str, Any]:
         raise CheckpointError(f"{name}: no {PAYLOAD_FILE} in the checkpoint")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except pickle.UnpicklingError as exc:
+        # torch's message advises loading with weights_only=False: the very code execution we refuse.
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        what = f"a Python object ({found.group(1)})" if found else "Python objects"
+        raise CheckpointError(f"{name}: not a readable checkpoint (it holds {what} beyond tensors and plain values; "
+                              "such a file is never loaded, since loading it could run code)") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{name}: not a readable checkpoint ({reason[:200]})") from None
     if not isinstance(payload, dict) or payload.get("version") != CHECKPOINT_VERSION:
@@ -68,3 +75,34 @@ def read_payload(directory: Path, where: str | None = None) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"{name}: checkpoint lacks {', '.join(missing)}")
     return payload
+
+
+def check_fits(payload: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """A one-line `CheckpointError` unless a readable payload is this trial's: the model's parameter
+    and buffer names and shapes, and an optimizer over as many parameters of the same shapes.
+    Checked before anything is loaded: `load_state_dict` copies what fits before it raises, which
+    would leave a half-loaded model."""
+    expected = model.state_dict()
+    saved = payload["model"]
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"does not fit the trial (its model state is a {type(saved).__name__}, not a state dict)")
+    missing, unexpected = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
+    if missing or unexpected:
+        example = f"no {missing[0]}" if missing else f"an unexpected {unexpected[0]}"
+        raise CheckpointError(f"does not fit the trial's model {type(model).__name__} ({len(missing)} entries missing, "
+                              f"{len(unexpected)} unexpected: {example}); another model's checkpoint?")
+    for key, tensor in expected.items():
+        if not isinstance(saved[key], torch.Tensor) or saved[key].shape != tensor.shape:
+            shape = tuple(saved[key].shape) if isinstance(saved[key], torch.Tensor) else type(saved[key]).__name__
+            raise CheckpointError(f"does not fit the trial's model ({key}: {shape}, expected {tuple(tensor.shape)})")
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    state = payload["optimizer"] if isinstance(payload["optimizer"], dict) else {}
+    groups = state.get("param_groups", [])
+    counted = sum(len(group.get("params", [])) for group in groups) if isinstance(groups, list) else -1
+    if counted != len(params):
+        raise CheckpointError(f"does not fit the trial's optimizer ({counted} parameters, expected {len(params)})")
+    for index, values in (state.get("state") or {}).items():
+        buffer = values.get("momentum_buffer") if isinstance(values, dict) else None
+        if isinstance(buffer, torch.Tensor) and (not isinstance(index, int) or index >= len(params)
+                                                 or buffer.shape != params[index].shape):
+            raise CheckpointError(f"does not fit the trial's optimizer (the momentum of parameter {index})")

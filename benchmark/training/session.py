@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from benchmark.training.checkpoint import CheckpointError, read_payload, write_payload
+from benchmark.training.checkpoint import PAYLOAD_FILE, CheckpointError, read_payload, write_payload
+
+# Checks that a readable checkpoint fits the trial before anything is loaded from it (a
+# `CheckpointError` if not: another model, other shapes); such a checkpoint is set aside like an
+# unreadable one.
+Accept = Callable[[dict[str, Any]], None]
+# Marks a row a resumed trial reports again from its checkpoint's curve (see `written_step`): the
+# fleet's recorder skips one its table already has (a retry within a run knows them all).
+REPLAYED = "replayed"
 
 
 @dataclass(frozen=True)
@@ -31,8 +39,12 @@ class Restored:
 
 class TrialSession(Protocol):
     node: str  # which machine (and Ray node) runs the trial, recorded in its rows
+    # The last step whose row the results table holds, where the driver knows it (None: unknown).
+    # A trial resumed from a later checkpoint than the table's (a driver killed while its trial ran
+    # on) reports the rows in between again from the checkpoint's curve.
+    written_step: int | None
 
-    def restore(self) -> Restored: ...
+    def restore(self, accept: Accept | None = None) -> Restored: ...
 
     def report(self, row: dict[str, Any], payload: dict[str, Any] | None = None) -> None:
         """Record one evaluation row; `payload` is the checkpoint of the same step (None: no new one)."""
@@ -60,12 +72,19 @@ class DirectorySession:
         self._heartbeat = heartbeat
         self.directory = Path(directory) if directory is not None else None
         self.node = node or socket.gethostname()
+        self.written_step: int | None = None  # rows are recorded as they are reported: none to report again
 
-    def restore(self) -> Restored:
+    def restore(self, accept: Accept | None = None) -> Restored:
         if self.directory is None or not self.directory.exists():
             return Restored(None)
         try:
-            return Restored(read_payload(self.directory))
+            payload = read_payload(self.directory)
+            if accept is not None:
+                try:
+                    accept(payload)
+                except CheckpointError as exc:
+                    raise CheckpointError(f"{self.directory / PAYLOAD_FILE}: {exc}") from None
+            return Restored(payload)
         except CheckpointError as exc:
             moved = set_aside(self.directory)
             return Restored(None, f"{exc}; set aside as {moved}; the trial restarts from step 0")

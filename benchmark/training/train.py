@@ -18,7 +18,6 @@ an older checkpoint, or restarts clean because the checkpoint is gone.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
 import time
@@ -34,10 +33,11 @@ from benchmark import BenchmarkError, DataError
 from benchmark.results.provenance import provenance
 from benchmark.suite.spec import Trial
 from benchmark.training.backends import numerics, peak_memory_mb, release_memory, reset_peak_memory
+from benchmark.training.checkpoint import check_fits
 from benchmark.training.data_parallel import Replicas
 from benchmark.training.heartbeat import Heartbeat
 from benchmark.training.schedule import LRSchedule
-from benchmark.training.session import TrialSession
+from benchmark.training.session import REPLAYED, TrialSession
 
 if TYPE_CHECKING:
     from benchmark.data import CifarData
@@ -51,6 +51,11 @@ MAX_NONFINITE_SHARE = 0.5
 # first evaluation, if sooner): cudagraph trees warm up on the first call, record on the second and
 # replay from the third.
 CUDA_GRAPH_CHECK_STEPS = 5
+# What a checkpoint keeps of the trial's curve (its evaluation rows' metrics), so that a trial
+# resumed from a later checkpoint than its results table knows reports the missing rows again.
+CURVE_KEYS = ("step", "epoch", "lr", "train_loss", "train_error", "eval_loss", "eval_error", "eval_top5_error",
+              "eval_split", "images_per_s", "wall_s", "nonfinite_steps", "status")
+CURVE_KEPT = 1000  # evaluations: the paper's CIFAR schedule evaluated every 500 steps has 128
 
 
 def pick_device(trial: Trial, replicas: Replicas = Replicas()) -> torch.device:
@@ -77,15 +82,7 @@ def load_data(trial: Trial, data: CifarData | None = None) -> CifarData:
     spec = trial.data
     if data is None:
         data = load_cifar10(source=spec.source, split=spec.split, root=spec.root)
-    # A fixed (seed 0) random subset, sorted: the JPEG file is grouped by class, so "the first N"
-    # would be one class only; every trial of the suite sees the same images.
-    changes: dict[str, np.ndarray] = {}
-    for prefix, size in (("train", spec.train_subset), ("eval", spec.eval_subset)):
-        x, y = getattr(data, f"x_{prefix}"), getattr(data, f"y_{prefix}")
-        if size is not None and size < len(y):
-            keep = np.sort(np.random.default_rng(0).permutation(len(y))[:size])
-            changes[f"x_{prefix}"], changes[f"y_{prefix}"] = x[keep], y[keep]
-    return dataclasses.replace(data, **changes) if changes else data
+    return data.subset(spec.train_subset, spec.eval_subset)
 
 
 def build_trial_loaders(trial: Trial, device: torch.device, beton_dir: Path | None, data: CifarData | None = None,
@@ -175,14 +172,22 @@ def _train(trial: Trial, session: TrialSession, device: torch.device, data: Cifa
     trainer = TrainStep(model, optimizer, device, precision=trial.precision, channels_last=trial.channels_last,
                         compile=trial.compile, wrap=replicas.wrap)
 
-    restored = session.restore()
+    # A readable checkpoint of another model (or other shapes) is set aside like an unreadable one.
+    restored = session.restore(accept=lambda payload: check_fits(payload, getattr(model, "_orig_mod", model), optimizer))
     state = _restore_state(restored.payload, trainer, schedule)
     step, wall_before = state["step"], state["wall_s"]
     attempt = {"attempt": uuid.uuid4().hex[:12], "start_step": step, "node": session.node}
     base = {"status": "running", **data_fields, **provenance(device), **attempt,
             "tf32": trial.tf32, "deterministic": trial.deterministic}
     note = restored.note  # said once, with this attempt's first row
+    curve: list[dict[str, Any]] = state["curve"]
     if state["last_row"] is not None:
+        # Rows the results table lacks before this checkpoint's (its driver was killed while the
+        # trial ran on): reported again from the checkpoint's curve, so the table has no gap.
+        written = session.written_step
+        for point in curve if written is not None else []:
+            if written < point["step"] < step:
+                session.report({**base, **point, "note": "", REPLAYED: True})
         # Re-reported under this attempt: the fleet's writer learns where the attempt starts (it
         # sets aside any row of an earlier attempt past this step) and restores the row if it lost it.
         session.report({**state["last_row"], **attempt, "note": note})
@@ -257,7 +262,8 @@ def _train(trial: Trial, session: TrialSession, device: torch.device, data: Cifa
                     "cuda_graphs": trainer.cuda_graphs,
                     "status": ("diverged" if diverged else "completed") if done else "running",
                 }
-                session.report(last_row, _checkpoint_payload(trainer, schedule, step, last_row, mean))
+                curve = [*curve[-(CURVE_KEPT - 1):], {key: last_row[key] for key in CURVE_KEYS if key in last_row}]
+                session.report(last_row, _checkpoint_payload(trainer, schedule, step, last_row, curve, mean))
                 note = ""
                 if done:
                     return last_row
@@ -313,10 +319,12 @@ class _Window:
 
 
 def _checkpoint_payload(trainer: TrainStep, schedule: LRSchedule, step: int, last_row: dict[str, Any],
-                        mean: np.ndarray | None = None) -> dict[str, Any]:
-    """Everything a resumed trial needs to continue as if it had never stopped, and the input's
-    mean image (float32 (3, 32, 32), 0..255; None for ImageNet), which its weights are scored with."""
+                        curve: list[dict[str, Any]], mean: np.ndarray | None = None) -> dict[str, Any]:
+    """Everything a resumed trial needs to continue as if it had never stopped; `curve`: the
+    metrics of its evaluations so far (CURVE_KEYS), to report again those a results table lost; `mean`:
+    the input's mean image (float32 (3, 32, 32), 0..255; None for ImageNet), which its weights are scored with."""
     return {
+        "curve": curve,
         "input_mean_image": None if mean is None else torch.from_numpy(np.ascontiguousarray(mean.transpose(2, 0, 1))),
         "model": _plain_state_dict(trainer.model),
         "optimizer": trainer.optimizer.state_dict(),
@@ -344,13 +352,14 @@ def _restore_state(payload: dict[str, Any] | None, trainer: TrainStep, schedule:
     payload may have been loaded onto any device.
     """
     if payload is None:
-        return {"step": 0, "wall_s": 0.0, "last_row": None}
+        return {"step": 0, "wall_s": 0.0, "last_row": None, "curve": []}
     getattr(trainer.model, "_orig_mod", trainer.model).load_state_dict(payload["model"])
     trainer.optimizer.load_state_dict(payload["optimizer"])
     schedule.load_state_dict(payload["schedule"])
     trainer.load_scaler_state_dict(payload.get("grad_scaler"))
     restore_rng(payload["rng"], trainer.device)
-    return {"step": payload["step"], "wall_s": payload["wall_s"], "last_row": payload["last_row"]}
+    return {"step": payload["step"], "wall_s": payload["wall_s"], "last_row": payload["last_row"],
+            "curve": list(payload.get("curve", []))}  # checkpoints written before the curve was kept have none
 
 
 def rng_state(device: torch.device) -> dict[str, bytes]:
@@ -361,10 +370,8 @@ def rng_state(device: torch.device) -> dict[str, bytes]:
     return state
 
 
-def restore_rng(state: dict[str, bytes] | torch.Tensor, device: torch.device) -> None:
-    """Set the RNG states `rng_state` saved (or an older checkpoint's CPU state tensor)."""
-    if isinstance(state, torch.Tensor):
-        state = {"cpu": _to_bytes(state)}
+def restore_rng(state: dict[str, bytes], device: torch.device) -> None:
+    """Set the RNG states `rng_state` saved."""
     torch.set_rng_state(_from_bytes(state["cpu"]))
     if "cuda" in state and device.type == "cuda":
         torch.cuda.set_rng_state(_from_bytes(state["cuda"]), device)
