@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from benchmark.fleet.final_weights import keep_final_weights, read_checkpoint
-from benchmark.fleet.storage import DEFAULT_STORAGE
+from benchmark.fleet.storage import DEFAULT_STORAGE, open_storage
 from benchmark.models import build_model
 from benchmark.models.weights import read_weights
 from benchmark.results.tables import ResultsWriter
@@ -69,8 +69,11 @@ def test_local_and_stored_checkpoints_read_alike(tmp_path: Path) -> None:
     moved = read_checkpoint({"trial_id": "t", "storage": "local", "checkpoint": "/gone/_state/checkpoints/t"}, folder)
     stored = read_checkpoint({"trial_id": "t", "storage": str(tmp_path / "shared"), "checkpoint": "ckpt"}, folder)
     assert (moved["step"], stored["step"]) == (5, 6)  # a moved folder's own checkpoints; a shared path
+    redacted = {"trial_id": "t", "storage": "s3://***@bucket/x", "checkpoint": "ckpt"}
     with pytest.raises(CheckpointError, match="credentials are not recorded"):
-        read_checkpoint({"trial_id": "t", "storage": "s3://bucket/x?secret_key=***", "checkpoint": "ckpt"}, folder)
+        read_checkpoint(redacted, folder)
+    # during the run, the executor's own storage (its credentials with it) is where they are read
+    assert read_checkpoint(redacted, folder, open_storage(str(tmp_path / "shared")))["step"] == 6
 
 
 def test_weights_above_the_size_rule_stay_out_of_git(tmp_path: Path) -> None:

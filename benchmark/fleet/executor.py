@@ -13,6 +13,7 @@ from typing import Protocol
 
 from benchmark.fleet.dataset import SuiteData
 from benchmark.fleet.recorder import FleetRecorder
+from benchmark.fleet.storage import Storage
 from benchmark.suite.spec import Trial
 
 
@@ -32,6 +33,8 @@ class FleetPlan:
 
 
 class Executor(Protocol):
+    storage: Storage | None  # where its checkpoints live, credentials and all (None: in the results folder)
+
     def checkpoint_of(self, trial_id: str, run: dict[str, str]) -> str | None:
         """Where the trial's checkpoint to resume from lies, if one is still there (`run`: its runs-table row)."""
         ...

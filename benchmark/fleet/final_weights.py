@@ -17,30 +17,31 @@ from typing import Any
 import torch
 
 from benchmark import ResultsError
-from benchmark.fleet.storage import DEFAULT_STORAGE, REDACTED, StorageError, open_storage, same_storage
+from benchmark.fleet.storage import DEFAULT_STORAGE, REDACTED, Storage, StorageError, open_storage, same_storage
 from benchmark.models.weights import read_weights
 from benchmark.results.tables import ResultsWriter, read_runs, read_trial_config
 from benchmark.results.weights import keep_weights, kept_weights, model_card, write_model
 from benchmark.training.checkpoint import PAYLOAD_FILE, CheckpointError, read_payload
 
 
-def read_checkpoint(run: dict[str, Any], folder: Path) -> dict[str, Any]:
+def read_checkpoint(run: dict[str, Any], folder: Path, live: Storage | None = None) -> dict[str, Any]:
     """The payload of the checkpoint a runs-table row of `folder` names; a CheckpointError otherwise.
     Where it lies follows `storage`: "local" (the in-process executor's folder under `_state/checkpoints/`),
-    the results folder's own Ray storage (`DEFAULT_STORAGE`, relative to the folder, so a moved folder
-    still finds it), or another path or URI (credentials, never recorded, come from the environment)."""
+    the storage of the run going on (`live`, with its credentials), the results folder's own Ray storage
+    (`DEFAULT_STORAGE`, relative to the folder, so a moved folder still finds it), or another path or
+    URI (its credentials, never recorded, from the environment)."""
     location, storage = str(run.get("checkpoint") or ""), str(run.get("storage") or "local")
     if not location:
         raise CheckpointError(f"trial {run['trial_id']}: no checkpoint recorded")
     if storage == "local":
         recorded, own = Path(location), Path(folder) / "_state" / "checkpoints" / str(run["trial_id"])
         return read_payload(recorded if (recorded / PAYLOAD_FILE).is_file() or not own.is_dir() else own)
-    if same_storage(storage, DEFAULT_STORAGE):
+    if live is None and same_storage(storage, DEFAULT_STORAGE):
         return read_payload(Path(folder) / DEFAULT_STORAGE / location)
-    if REDACTED in storage:
+    if live is None and REDACTED in storage:
         raise CheckpointError(f"storage {storage}: its credentials are not recorded; give them through the "
                               "environment and name the storage without them")
-    store = open_storage(storage)
+    store = live or open_storage(storage)
     where = f"{storage}/{location}"
     try:
         with store.filesystem.open_input_stream(store.join(f"{location}/{PAYLOAD_FILE}")) as handle:
@@ -56,16 +57,17 @@ def _weights_of(payload: dict[str, Any]) -> tuple[dict[str, torch.Tensor], torch
     return payload["model"], payload.get("input_mean_image")
 
 
-def keep_final_weights(writer: ResultsWriter, trial_id: str, out: Callable[[str], None]) -> Path | None:
+def keep_final_weights(writer: ResultsWriter, trial_id: str, out: Callable[[str], None],
+                       live: Storage | None = None) -> Path | None:
     """Write a completed trial's final weights into its results folder, once; None when the trial is
     not completed, its weights are kept already, or its recorded checkpoint is not (yet) the final
-    one. A checkpoint that cannot be read, or weights that cannot be written, are said in one line,
+    one. `live`: the running executor's checkpoint storage (`read_checkpoint`). A checkpoint that cannot be read, or weights that cannot be written, are said in one line,
     not raised: the trial completed, its tables are right, and `export` can try again later."""
     run = writer.runs.get(trial_id, {})
     if run.get("status") != "completed" or kept_weights(writer.folder, trial_id).exists():
         return None
     try:
-        payload = read_checkpoint(run, writer.folder)
+        payload = read_checkpoint(run, writer.folder, live)
         if str(payload["step"]) != str(run.get("steps")):  # Ray hands over the final checkpoint after the row
             return None
         tensors, mean_image = _weights_of(payload)

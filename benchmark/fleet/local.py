@@ -40,6 +40,8 @@ def checkpoint_dir(state_dir: Path, trial_id: str) -> Path:
 
 
 class LocalExecutor:
+    storage = None  # checkpoints live in the results folder (`_state/checkpoints/`)
+
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
 

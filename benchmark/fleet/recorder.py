@@ -19,6 +19,7 @@ from typing import Any
 from benchmark.fleet.curves import TrainingCurves
 from benchmark.fleet.final_weights import keep_final_weights
 from benchmark.fleet.progress import FleetView, TrialProgress
+from benchmark.fleet.storage import Storage
 from benchmark.results.tables import FINISHED, RUN_COLUMNS, ResultsWriter
 from benchmark.suite.spec import Trial
 from benchmark.training.session import REPLAYED
@@ -37,8 +38,10 @@ class FleetRecorder:
     """Turns trial reports into table rows and a live console view (state, step, errors, ETA)."""
 
     def __init__(self, writer: ResultsWriter, trials: list[Trial], out: Callable[[str], None] = print_line,
-                 run_fields: dict[str, Any] | None = None, view: FleetView | None = None) -> None:
+                 run_fields: dict[str, Any] | None = None, view: FleetView | None = None,
+                 storage: Storage | None = None) -> None:
         self.writer = writer
+        self.storage = storage  # the executor's checkpoint storage, credentials and all: final weights are read there
         self.trials = {trial.trial_id: trial for trial in trials}
         self.out = out
         self.view = view  # the live view on a terminal (benchmark/fleet/progress.py); None: lines only
@@ -108,7 +111,7 @@ class FleetRecorder:
             fields["checkpoint"] = checkpoint
         self.writer.update_run(trial_id, **fields)
         if checkpoint is not None:  # the checkpoint of this very row: a completed trial's final weights
-            keep_final_weights(self.writer, trial_id, self.out)
+            keep_final_weights(self.writer, trial_id, self.out, self.storage)
         if row.get("note"):
             self.out(f"{trial_id:<22} note: {row['note']}")
         self.out(
@@ -137,7 +140,7 @@ class FleetRecorder:
         """Where the trial's latest checkpoint lives (a later run resumes from it). Ray hands it over
         after the row it belongs to: a completed trial's is its final weights."""
         self.writer.update_run(trial_id, checkpoint=location)
-        keep_final_weights(self.writer, trial_id, self.out)
+        keep_final_weights(self.writer, trial_id, self.out, self.storage)
 
     def failed(self, trial_id: str, message: str) -> None:
         lines = message.strip().splitlines()

@@ -132,7 +132,7 @@ def _run_in_folder(suite: Suite, folder: Path, runner: Executor, data: SuiteData
     resume = _checkpoints_to_resume(writer, pending, runner, out)
     plan = FleetPlan(state_dir=writer.state_dir.resolve(), data=data, package_hash=code.package_hash, resume=resume,
                      written={trial_id: max(writer.last_step.get(trial_id, 0), 0) for trial_id in resume})
-    recorder = FleetRecorder(writer, trials, out=out, run_fields=run_fields, view=view)
+    recorder = FleetRecorder(writer, trials, out=out, run_fields=run_fields, view=view, storage=runner.storage)
     if pending:
         try:
             runner.run(pending, recorder, plan)
@@ -150,7 +150,7 @@ def _run_in_folder(suite: Suite, folder: Path, runner: Executor, data: SuiteData
         finally:
             recorder.close()
         for trial in pending:  # any final weights the recorder could not keep as the trial completed
-            keep_final_weights(writer, trial.trial_id, out)
+            keep_final_weights(writer, trial.trial_id, out, runner.storage)
     return {t.trial_id: writer.status(t.trial_id) for t in trials}
 
 
