@@ -60,8 +60,10 @@ def comparability(row: pd.Series, short: bool) -> str:
         value = row.get(name)
         if value is not None and not pd.isna(value):
             reasons.append(label.format(float(value)))
-    recorded = {key: row[key] for key in row.index if key == "recipe" or str(key).startswith("recipe_")}
-    if not recorded.get("recipe") or pd.isna(recorded["recipe"]):
+    # Empty cells are unrecorded (a runs.csv written by hand or before a field existed), not changes.
+    recorded = {key: row[key] for key in row.index
+                if (key == "recipe" or str(key).startswith("recipe_")) and not _empty(row[key])}
+    if "recipe" not in recorded:
         return "; ".join(reasons)  # a hand-made runs.csv without the recipe is taken at its word
     changed = {field: change for field, change in recipe_differences(recorded).items()
                if not (short and field in ("max_steps", "lr_milestones"))}
@@ -138,3 +140,7 @@ def not_comparable_text(trials: pd.DataFrame) -> str:
         parts.append(iterations_range(trials["reached"], trials["schedule"].max()))
     parts += sorted({reason for reason in trials.get("not_comparable", pd.Series(dtype=object)) if reason})
     return "not comparable: " + "; ".join(parts) if parts else "not comparable"
+
+
+def _empty(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
