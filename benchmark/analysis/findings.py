@@ -29,8 +29,10 @@ from pathlib import Path
 from benchmark.analysis.claims import METRICS, Claim
 from benchmark.analysis.verdicts import SUPPORTED, Side, compare
 
-# The committed folders with three seeds per net that the planner's thresholds come from.
-SOURCES = ("results/devbox-2cpu/figure6_cpu", "results/h200-1gpu/figure6_gpu")
+# The committed folders with three seeds per net that the planner's thresholds come from: Figure 6
+# on a CPU (2,000 iterations) and on a GPU (6,000), and the planner's own `make run` folders.
+SOURCES = ("results/devbox-2cpu/figure6_cpu", "results/h200-1gpu/figure6_gpu",
+           "results/devbox-2cpu/make-run-30m/degradation_cpu", "results/devbox-2cpu/make-run-1h/degradation_cpu")
 SEEDS = (2, 3)  # a plan uses at least 2 seeds per net (with 1 nothing is decided) and 3 where it fits
 EVIDENCE_FILE = "decidability.csv"
 
