@@ -108,9 +108,11 @@ class _RunsCode:
 def test_a_crafted_checkpoint_is_refused_without_running_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     crafted = tmp_path / "crafted.pt"
     torch.save({"model": _RunsCode()}, crafted)
-    with pytest.raises(ResultsError, match="crafted.pt: not a readable torch.save file of tensors"):
+    with pytest.raises(ResultsError, match="crafted.pt: not a readable torch.save file of tensors") as raised:
         analyze(["resnet20"], [crafted], batch_size=2)
     assert "this must never run" not in capsys.readouterr().out
+    # our line, naming what the file wanted, never torch's advice to load it with weights_only=False
+    assert "a Python object (print)" in str(raised.value) and "weights_only" not in str(raised.value)
 
 
 def test_analyze_cli_writes_what_the_report_reads(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ Checkpoints: a ``torch.save``'d dict whose key ``"model"`` holds the model's ``s
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ from torch import nn
 
 from benchmark import ResultsError
 from benchmark.models import build_model, model_info
+from benchmark.models.weights import unpickling_refusal
 from benchmark.training.checkpoint import PAYLOAD_FILE
 
 COLUMNS = ["layer_index", "layer", "model", "kind", "depth", "checkpoint", "step", "value"]
@@ -149,6 +151,9 @@ def load_checkpoint(model: nn.Module, path: Path) -> int | None:
         raise ResultsError(f"checkpoint {path} does not exist")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ResultsError(f"checkpoint {path}: not a readable torch.save file of tensors (it holds "
+                           f"{unpickling_refusal(exc)}; loading it could run code)") from None
     except Exception as exc:  # torch raises many types for a corrupt or crafted file
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise ResultsError(f"checkpoint {path}: not a readable torch.save file of tensors ({first_line})") from None

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +110,7 @@ def _read_torch_file(path: Path) -> WeightsFile:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise WeightsError(f"{path}: refused: it holds more than tensors and plain values ({_refusal(exc)}), and "
+        raise WeightsError(f"{path}: refused: it holds more than tensors and plain values ({unpickling_refusal(exc)}), and "
                            "reading it would run code from the file; convert it to safetensors where it is trusted") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise WeightsError(f"{path}: not a readable weights file ({_first_line(exc) or 'empty'}; truncated or corrupt?)") from None
@@ -210,13 +211,12 @@ def _shape(tensor: torch.Tensor) -> str:
     return "(" + ", ".join(str(size) for size in tensor.shape) + ")"
 
 
-def _refusal(exc: BaseException) -> str:
-    """The line of torch's weights-only refusal that says what the file wanted (a global, an opcode)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    for line in lines:
-        if "GLOBAL" in line or line.startswith("Unsupported"):
-            return line[:200]
-    return "objects that are not tensors"
+def unpickling_refusal(exc: pickle.UnpicklingError) -> str:
+    """What a file that `torch.load(weights_only=True)` refused wanted, in our words ("a Python object
+    (posix.system)"): torch's own message advises loading it with weights_only=False, the very code
+    execution refused, so it is never shown. Shared by every reader of torch files."""
+    found = re.search(r"GLOBAL (\S+)", str(exc))
+    return f"a Python object ({found.group(1)})" if found else "Python objects"
 
 
 def _first_line(exc: BaseException) -> str:

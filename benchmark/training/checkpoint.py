@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 
 from benchmark import BenchmarkError
+from benchmark.models.weights import unpickling_refusal
 
 PAYLOAD_FILE = "trial_state.pt"
 CHECKPOINT_VERSION = 2
@@ -60,10 +60,7 @@ def read_payload(directory: Path, where: str | None = None) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        # torch's message advises loading with weights_only=False: the very code execution we refuse.
-        found = re.search(r"GLOBAL (\S+)", str(exc))
-        what = f"a Python object ({found.group(1)})" if found else "Python objects"
-        raise CheckpointError(f"{name}: not a readable checkpoint (it holds {what} beyond tensors and plain values; "
+        raise CheckpointError(f"{name}: not a readable checkpoint (it holds {unpickling_refusal(exc)} beyond tensors and plain values; "
                               "such a file is never loaded, since loading it could run code)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
