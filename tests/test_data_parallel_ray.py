@@ -37,7 +37,7 @@ def cluster() -> Iterator[tuple[Any, list[Any]]]:
 @on_the_cluster
 def test_a_two_worker_trial_resumes_after_a_worker_node_dies(tmp_path: Path, cluster) -> None:
     cluster, nodes = cluster
-    suite = tiny_suite(tmp_path, models="resnet20", steps=40, every=5, resources="{workers: 2, cpu: 1}")
+    suite = tiny_suite(tmp_path, models="resnet20", steps=20, every=5, resources="{workers: 2, cpu: 1}")
     results = tmp_path / "results"
     driver = start_driver(run_command(suite, results, "--ray-address", cluster.address))
     try:
@@ -51,7 +51,7 @@ def test_a_two_worker_trial_resumes_after_a_worker_node_dies(tmp_path: Path, clu
             os.killpg(driver.pid, signal.SIGKILL)
     assert driver.returncode == 0, output
     runs, metrics = read_tables(results / "tiny")
-    check_complete(runs, metrics, steps=40, every=5)  # no row lost, none twice
+    check_complete(runs, metrics, steps=20, every=5)  # no row lost, none twice
     # the worker group restarted from the last stored checkpoint, not from step 0
     assert runs["start_step"].iloc[0] >= checkpointed - 5 > 0
     assert runs["checkpoint"].iloc[0].startswith("run-") and "-ddp/" in runs["checkpoint"].iloc[0]
@@ -83,7 +83,7 @@ def test_a_killed_run_s_data_parallel_trial_resumes_from_its_recorded_checkpoint
     """The driver is SIGKILLed: the next `run` resumes the two-worker trial from the checkpoint
     location the results folder recorded (rank 0 wrote it; both ranks restore it). On a private
     instance, as `run` starts one by default."""
-    suite = tiny_suite(tmp_path, models="resnet20", steps=30, every=5, resources="{workers: 2, cpu: 1}")
+    suite = tiny_suite(tmp_path, models="resnet20", steps=20, every=5, resources="{workers: 2, cpu: 1}")
     results = tmp_path / "results"
     driver = start_driver(run_command(suite, results))
     try:
@@ -95,5 +95,5 @@ def test_a_killed_run_s_data_parallel_trial_resumes_from_its_recorded_checkpoint
     rerun = subprocess.run(run_command(suite, results), cwd=REPO, capture_output=True, text=True, timeout=900)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     runs, metrics = read_tables(results / "tiny")
-    check_complete(runs, metrics, steps=30, every=5)
+    check_complete(runs, metrics, steps=20, every=5)
     assert "-ddp/checkpoint" in recorded and runs["start_step"].iloc[0] >= 10, rerun.stdout  # not from step 0

@@ -50,7 +50,7 @@ def test_local_executor_trains_and_writes_tidy_tables(tmp_path: Path, capsys: py
 
 @pytest.mark.slow
 def test_killed_run_resumes_without_rerunning_finished_trials(tmp_path: Path) -> None:
-    suite = tiny_suite(tmp_path, models="resnet20, plain20, resnet32", steps=30, every=5)
+    suite = tiny_suite(tmp_path, models="resnet20, plain20, resnet32", steps=20, every=5)
     results = tmp_path / "results"
     command = [sys.executable, "-m", "benchmark", "run", str(suite), "--executor", "local", "--results", str(results), "--no-report"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -74,7 +74,7 @@ def test_killed_run_resumes_without_rerunning_finished_trials(tmp_path: Path) ->
     assert "1 already finished" in rerun.stdout
     assert "resnet20-A-s0" not in rerun.stdout.split("already finished", 1)[1].split("suite tiny:")[0]
     runs, metrics = read_tables(results / "tiny")
-    check_complete(runs, metrics, steps=30, every=5)
+    check_complete(runs, metrics, steps=20, every=5)
     after = runs.set_index("trial_id")
     assert after.loc["resnet20-A-s0", "finished_at"] == before.loc["resnet20-A-s0", "finished_at"]
     assert after.loc["plain20-s0", "started_at"] == before.loc["plain20-s0", "started_at"]

@@ -45,7 +45,7 @@ def test_a_suite_runs_on_both_nodes_of_a_cluster(tmp_path: Path, cluster) -> Non
 
 def test_a_killed_node_s_trial_resumes_on_the_other_node_from_its_checkpoint(tmp_path: Path, cluster) -> None:
     cluster, nodes = cluster
-    suite = tiny_suite(tmp_path, models="resnet20", steps=60, every=5, resources="{cpu: 1, custom: {slot: 1}}")
+    suite = tiny_suite(tmp_path, models="resnet20", steps=30, every=5, resources="{cpu: 1, custom: {slot: 1}}")
     results = tmp_path / "results"
     driver = start_driver(run_command(suite, results, "--ray-address", cluster.address))
     wait_for(lambda: rows_of(results / "tiny", "resnet20-A-s0") >= 3, driver)
@@ -63,7 +63,7 @@ def test_a_killed_node_s_trial_resumes_on_the_other_node_from_its_checkpoint(tmp
         nodes.append(cluster.add_node(**SLOT_NODE))  # the next tests find two slot nodes again
     assert driver.returncode == 0, output
     runs, metrics = read_tables(results / "tiny")
-    check_complete(runs, metrics, steps=60, every=5)  # no duplicate and no missing (trial, step)
+    check_complete(runs, metrics, steps=30, every=5)  # no duplicate and no missing (trial, step)
     assert runs["node"].iloc[0].endswith(survivor)
     # resumed from its last stored checkpoint: nothing before it was trained again
     assert runs["start_step"].iloc[0] >= checkpointed

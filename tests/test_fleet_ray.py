@@ -49,7 +49,7 @@ def test_sigterm_marks_running_trials_interrupted_and_stops_every_ray_process(tm
 def test_a_driver_killed_with_sigkill_leaves_nothing_behind_and_the_run_resumes(tmp_path: Path) -> None:
     # Also the Ray executor's run of a suite end to end on a private instance: two nets, trained,
     # resumed and completed, every table row written once (two nets on a cluster: test_fleet_cluster).
-    suite = tiny_suite(tmp_path, models="plain20, resnet20", steps=40, every=5)
+    suite = tiny_suite(tmp_path, models="plain20, resnet20", steps=20, every=5)
     results = tmp_path / "results"
     driver = start_driver(run_command(suite, results))
     wait_for(lambda: recorded_step(results / "tiny", "resnet20-A-s0") >= 10, driver)
@@ -60,7 +60,7 @@ def test_a_driver_killed_with_sigkill_leaves_nothing_behind_and_the_run_resumes(
     rerun = subprocess.run(run_command(suite, moved), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     runs, metrics = read_tables(moved / "tiny")
-    check_complete(runs, metrics, steps=40, every=5)
+    check_complete(runs, metrics, steps=20, every=5)
     # resumed from its stored checkpoint, not from step 0 with its rows set aside
     assert runs.set_index("trial_id").loc["resnet20-A-s0", "start_step"] >= 10
     assert "is gone" not in rerun.stdout, rerun.stdout
@@ -118,7 +118,7 @@ def test_checkpoints_go_to_s3_storage_and_a_killed_run_resumes_from_there(tmp_pa
 
     key_id, secret = "AKIDLEAKCHECK", "s3cr3t/LEAK+check"
     uri = s3_server["uri"].replace("s3://", f"s3://{key_id}:{secret.replace('/', '%2F').replace('+', '%2B')}@")
-    suite = tiny_suite(tmp_path, models="resnet20", steps=40, every=5)
+    suite = tiny_suite(tmp_path, models="resnet20", steps=20, every=5)
     suite.write_text(suite.read_text() + f"storage: '{uri}'\n")
     results = tmp_path / "results"
     env = {k: v for k, v in s3_server.items() if k.startswith("AWS_")}
@@ -132,7 +132,7 @@ def test_checkpoints_go_to_s3_storage_and_a_killed_run_resumes_from_there(tmp_pa
     rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, **env})
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     runs, metrics = read_tables(results / "tiny")
-    check_complete(runs, metrics, steps=40, every=5)
+    check_complete(runs, metrics, steps=20, every=5)
     assert runs["start_step"].iloc[0] >= 10 and runs["storage"].iloc[0] == s3_server["uri"].replace("s3://", "s3://***@")
     client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_server['port']}", aws_access_key_id="testing",
                           aws_secret_access_key="testing", region_name="us-east-1")
