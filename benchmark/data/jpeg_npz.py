@@ -57,19 +57,12 @@ class DecodedCifar:
     cache_file: Path
 
 
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_npz(path: Path) -> str:
     """Return the file's sha256 after checking it (known hash or structure, see module doc)."""
     if not path.is_file():
         raise DataError(f"{path}: no such npz file")
-    digest = sha256_file(path)
+    with open(path, "rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
     if path.name == KNOWN_NAME and digest != KNOWN_SHA256:
         raise DataError(f"{path}: sha256 {digest} does not match the known {KNOWN_SHA256} "
                         "(truncated or modified copy; fetch it again)")
