@@ -134,6 +134,7 @@ def _rank_main(rank: int, out: str) -> None:
             drift = str(exc)
         torch.save({"drift": drift, "params": params, "train": train,
                     "evaluation": evaluation, "schedule": schedule.state_dict()}, f"{out}/rank{rank}.pt")
+        torch.distributed.barrier()  # no rank tears the group down while another is still in it (seen: SIGABRT in gloo)
     finally:
         torch.distributed.destroy_process_group()
 

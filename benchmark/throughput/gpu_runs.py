@@ -181,6 +181,9 @@ def _ddp_rank(rank: int, world_size: int, device_type: str, steps: int, batch_si
         for _ in range(steps):  # random batches of its own (torch.manual_seed(rank) above)
             trainer.step(torch.randn(share, 3, 32, 32), torch.randint(0, 10, (share,)))
         torch.save({"before": before, "after": _flat_parameters(trainer.model)}, Path(folder) / f"rank{rank}.pt")
+        # Every rank done before any tears the group down: a rank that leaves while another still
+        # talks to it can abort that one in gloo (seen once in the tests: SIGABRT, "terminate called").
+        torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
 

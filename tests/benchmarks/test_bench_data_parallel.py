@@ -59,6 +59,7 @@ def _rank(rank: int, world: int, threads: int, port: int, out: str) -> None:
     checksum = sum(float(p.detach().double().sum()) for p in trainer.model.parameters())
     torch.save({"seconds": seconds, "checksum": checksum}, f"{out}/rank{rank}.pt")
     if world > 1:
+        torch.distributed.barrier()  # every rank done before any tears the group down
         torch.distributed.destroy_process_group()
 
 
