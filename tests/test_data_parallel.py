@@ -3,6 +3,7 @@ one process on the same global batches; the suite and placement checks that come
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import time
 from pathlib import Path
@@ -108,6 +109,7 @@ def _trained(replicas: Replicas, steps: int) -> tuple[TrainStep, dict[str, float
 
 
 def _rank_main(rank: int, out: str) -> None:
+    faulthandler.enable()  # a rank that aborts (SIGABRT in gloo, seen twice in 4 suite runs) prints where
     torch.set_num_threads(1)
     # A file rendezvous, as gpu-check's: a free TCP port picked beforehand can be taken by another
     # process (Ray's, under pytest-xdist) before rank 0 binds it (seen: rank 0 aborted in gloo).
@@ -134,7 +136,7 @@ def _rank_main(rank: int, out: str) -> None:
             drift = str(exc)
         torch.save({"drift": drift, "params": params, "train": train,
                     "evaluation": evaluation, "schedule": schedule.state_dict()}, f"{out}/rank{rank}.pt")
-        torch.distributed.barrier()  # no rank tears the group down while another is still in it (seen: SIGABRT in gloo)
+        torch.distributed.barrier()  # every rank done before any tears the group down
     finally:
         torch.distributed.destroy_process_group()
 

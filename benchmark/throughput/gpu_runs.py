@@ -14,6 +14,7 @@ All take any device, so their code runs on a CPU in the tests too (fp32/bf16 the
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import tempfile
 import time
 from pathlib import Path
@@ -162,6 +163,7 @@ def ddp_run(world_size: int, device_type: str, steps: int = 10, batch_size: int 
 
 def _ddp_rank(rank: int, world_size: int, device_type: str, steps: int, batch_size: int, model_name: str,
               folder: str) -> None:
+    faulthandler.enable()  # a rank that aborts inside the backend prints its Python stack (mp.spawn shows only the signal)
     device = torch.device("cuda", rank) if device_type == "cuda" else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -181,9 +183,7 @@ def _ddp_rank(rank: int, world_size: int, device_type: str, steps: int, batch_si
         for _ in range(steps):  # random batches of its own (torch.manual_seed(rank) above)
             trainer.step(torch.randn(share, 3, 32, 32), torch.randint(0, 10, (share,)))
         torch.save({"before": before, "after": _flat_parameters(trainer.model)}, Path(folder) / f"rank{rank}.pt")
-        # Every rank done before any tears the group down: a rank that leaves while another still
-        # talks to it can abort that one in gloo (seen once in the tests: SIGABRT, "terminate called").
-        torch.distributed.barrier()
+        torch.distributed.barrier()  # every rank done before any tears the group down
     finally:
         torch.distributed.destroy_process_group()
 
