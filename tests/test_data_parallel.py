@@ -20,7 +20,7 @@ from benchmark.fleet.preflight import DRIVER_CPU, check_placement, driver_reques
 from benchmark.fleet.ray_cluster import DRIVER_RESOURCE, ClusterError, Node
 from benchmark.suite.recipes import IMAGENET_HE2015
 from benchmark.suite.spec import Resources, load_suite
-from benchmark.training.data_parallel import Replicas
+from benchmark.training.data_parallel import Replicas, exit_spawned_rank
 from benchmark.training.schedule import LRSchedule
 from benchmark.training.step import TrainStep, evaluate
 
@@ -109,7 +109,7 @@ def _trained(replicas: Replicas, steps: int) -> tuple[TrainStep, dict[str, float
 
 
 def _rank_main(rank: int, out: str) -> None:
-    faulthandler.enable()  # a rank that aborts (SIGABRT in gloo, seen twice in 4 suite runs) prints where
+    faulthandler.enable()  # a rank that aborts prints where
     torch.set_num_threads(1)
     # A file rendezvous, as gpu-check's: a free TCP port picked beforehand can be taken by another
     # process (Ray's, under pytest-xdist) before rank 0 binds it (seen: rank 0 aborted in gloo).
@@ -139,6 +139,7 @@ def _rank_main(rank: int, out: str) -> None:
         torch.distributed.barrier()  # every rank done before any tears the group down
     finally:
         torch.distributed.destroy_process_group()
+    exit_spawned_rank()
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ import torch
 from benchmark.data import build_loaders, load_cifar10
 from benchmark.models import build_model
 from benchmark.training.backends import numerics
-from benchmark.training.data_parallel import Replicas
+from benchmark.training.data_parallel import Replicas, exit_spawned_rank
 from benchmark.training.step import TrainStep
 
 # The precisions compared: (label, TrainStep precision, TF32 on).
@@ -186,6 +186,7 @@ def _ddp_rank(rank: int, world_size: int, device_type: str, steps: int, batch_si
         torch.distributed.barrier()  # every rank done before any tears the group down
     finally:
         torch.distributed.destroy_process_group()
+    exit_spawned_rank()
 
 
 def _flat_parameters(model: torch.nn.Module) -> torch.Tensor:
