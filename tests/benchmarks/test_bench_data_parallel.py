@@ -23,7 +23,7 @@ import torch
 import torch.multiprocessing as mp
 
 from benchmark.models import build_model
-from benchmark.training.data_parallel import Replicas
+from benchmark.training.data_parallel import Replicas, exit_spawned_rank
 from benchmark.training.step import TrainStep
 
 GLOBAL_BATCH = 16
@@ -61,6 +61,7 @@ def _rank(rank: int, world: int, threads: int, port: int, out: str) -> None:
     if world > 1:
         torch.distributed.barrier()  # every rank done before any tears the group down
         torch.distributed.destroy_process_group()
+    exit_spawned_rank()  # a spawned process, world 1 too: no interpreter teardown (docs/testing.md, the gloo abort)
 
 
 def images_per_s(world: int, out: Path) -> tuple[float, list[float]]:
