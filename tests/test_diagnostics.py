@@ -9,10 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark import ResultsError
+from benchmark import ResultsError, WeightsError
 from benchmark.__main__ import main
 from benchmark.analysis.diagnostics import analyze, layer_responses, synthetic_probe
 from benchmark.models import build_model
+from benchmark.models.weights import save_weights
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +84,23 @@ def test_checkpoint_is_loaded(tmp_path: Path) -> None:
     assert responses[responses["checkpoint"] == "init"]["value"].between(0.98, 1.02).all()
     relabelled, _ = analyze(["resnet20"], [path], steps=[64000], batch_size=4, seed=0)
     assert "step 64000" in set(relabelled["checkpoint"])
+
+
+def test_a_results_folder_s_kept_weights_are_a_trained_state(tmp_path: Path) -> None:
+    """The final weights a results folder keeps (safetensors, mean image and card beside the tensors)
+    load like a checkpoint, labelled with the iterations their card gives; a net they do not fit
+    is refused in one line naming the file."""
+    model = build_model("resnet20")
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            nn.init.zeros_(module.weight)
+    kept = save_weights(tmp_path / "weights" / "resnet20-A-s0.safetensors", model.state_dict(),
+                        mean_image=torch.full((3, 32, 32), 120.0), card={"iterations": 2000})
+    _, responses = analyze(["resnet20"], [kept], batch_size=4, seed=0)
+    trained = responses[responses["checkpoint"] == "step 2000"]
+    assert len(trained) == 19 and trained["value"].abs().max() < 1e-6
+    with pytest.raises(WeightsError, match="resnet20-A-s0.safetensors"):
+        analyze(["resnet56"], [kept], batch_size=2)
 
 
 def test_bad_checkpoints(tmp_path: Path) -> None:

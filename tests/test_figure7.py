@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmark.fleet.figure7 import trained_checkpoint
+from benchmark.results.weights import kept_weights
 from benchmark.training.checkpoint import PAYLOAD_FILE
 
 
@@ -28,3 +29,19 @@ def test_checkpoints_of_either_executor_are_found_on_this_disk(tmp_path: Path) -
     assert trained_checkpoint(folder, {**row, "storage": str(folder / "_state" / "ray")}) == ray
     assert trained_checkpoint(folder, {**row, "storage": "s3://bucket/prefix"}) is None  # not on this disk
     assert trained_checkpoint(folder, {**row, "checkpoint": "", "storage": "_state/ray"}) is None
+
+
+def test_a_copied_results_folder_s_kept_weights_stand_in_for_its_checkpoints(tmp_path: Path) -> None:
+    """`_state/` stays on the machine that ran the trial (.gitignore); `weights/` travels with the
+    folder, so a clone or copy still has each completed trial's trained state."""
+    folder = tmp_path / "results" / "suite"
+    gone = {"trial_id": "plain20-s0", "checkpoint": "/other-machine/plain20-s0", "storage": "local"}
+    assert trained_checkpoint(folder, gone) is None
+    weights = kept_weights(folder, "plain20-s0")
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"")
+    assert trained_checkpoint(folder, gone) == weights
+    assert trained_checkpoint(folder, {**gone, "storage": "s3://bucket/prefix"}) == weights
+    # where the checkpoint is still here, it is the one measured
+    local = checkpoint_at(folder / "_state" / "checkpoints" / "plain20-s0")
+    assert trained_checkpoint(folder, gone) == local

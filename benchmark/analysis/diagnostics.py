@@ -41,7 +41,7 @@ from torch import nn
 
 from benchmark import ResultsError
 from benchmark.models import build_model, model_info
-from benchmark.models.weights import unpickling_refusal
+from benchmark.models.weights import load_weights, read_weights, unpickling_refusal
 from benchmark.training.checkpoint import PAYLOAD_FILE
 
 COLUMNS = ["layer_index", "layer", "model", "kind", "depth", "checkpoint", "step", "value"]
@@ -142,13 +142,20 @@ def layer_responses(model: nn.Module, probe: Probe, batch_statistics: bool = Fal
 def load_checkpoint(model: nn.Module, path: Path) -> int | None:
     """Load ``path``'s ``"model"`` state dict into ``model``; return its ``"step"`` if it has one.
 
-    ``path`` is a torch.save'd dict, or a trial's checkpoint directory (``benchmark/training/checkpoint.py``).
+    ``path`` is a torch.save'd dict, a trial's checkpoint directory (``benchmark/training/checkpoint.py``),
+    or the final weights a results folder keeps (``weights/<trial>.safetensors``, whose card gives the
+    iterations): those stay with a results folder where checkpoints, machine-local, do not.
     Read with ``weights_only=True``: a checkpoint is input, and must not run code when loaded.
     """
     if path.is_dir():
         path = path / PAYLOAD_FILE
     if not path.is_file():
         raise ResultsError(f"checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        weights = read_weights(path)
+        load_weights(model, weights, label=type(model).__name__)
+        iterations = (weights.card or {}).get("iterations")
+        return int(iterations) if iterations is not None else None
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -4,8 +4,9 @@ asking the user to run `python -m benchmark analyze` by hand.
 
 Section 4.2, Figure 7: the std of each 3x3 layer's response (after BN, before the addition and the
 ReLU) of trained nets on CIFAR-10 test images; residual functions respond less than plain layers.
-Each completed trial's last checkpoint is measured (`benchmark.analysis.diagnostics.analyze`, with
-the run's own data as the probe), and the tables go where `analyze --out` puts them:
+Each completed trial's last checkpoint, or the final weights its results folder keeps, is measured
+(`benchmark.analysis.diagnostics.analyze`, with the run's own data as the probe), and the tables go
+where `analyze --out` puts them:
 `results/<suite>/analysis/` (gradient_norms.csv, layer_responses.csv).
 """
 
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from benchmark import BenchmarkError
 from benchmark.results.tables import read_runs
+from benchmark.results.weights import kept_weights
 from benchmark.training.checkpoint import PAYLOAD_FILE
 
 if TYPE_CHECKING:
@@ -25,20 +27,21 @@ if TYPE_CHECKING:
 
 
 def trained_checkpoint(folder: Path, run: dict[str, str]) -> Path | None:
-    """A completed trial's last checkpoint on this machine's disk, from its runs.csv row: the local
-    executor's folder, or `checkpoint` inside the Ray executor's storage (the results folder's own
-    `_state/ray`, or a local path); None for remote storage (s3://...) or when it is gone."""
+    """A completed trial's trained state on this machine's disk, from its runs.csv row: its last
+    checkpoint (the local executor's folder, or `checkpoint` inside the Ray executor's storage: the
+    results folder's own `_state/ray`, or a local path), else the final weights the folder keeps
+    (`weights/<trial>.safetensors`: they travel with a cloned or copied results folder, which
+    leaves `_state/` behind); None when neither is here (remote storage, s3://..., and no weights)."""
     location, storage = run.get("checkpoint") or "", run.get("storage") or ""
-    if not location:
-        return None
-    if storage in ("", "local"):
+    candidates: list[Path] = []
+    if location and storage in ("", "local"):
         candidates = [Path(location), folder / "_state" / "checkpoints" / run["trial_id"]]
-    elif "://" in storage:
-        return None
-    else:
+    elif location and "://" not in storage:
         root = Path(storage)
         candidates = [(root if root.is_absolute() else folder / root) / location]
-    return next((c for c in candidates if (c / PAYLOAD_FILE).is_file()), None)
+    found = next((c for c in candidates if (c / PAYLOAD_FILE).is_file()), None)
+    weights = kept_weights(folder, run["trial_id"])
+    return found or (weights if weights.is_file() else None)
 
 
 def measure_layer_responses(folder: Path, suite: Suite, claims: Sequence[Claim]) -> str:

@@ -49,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "analyze", help="gradient norms and layer responses (Fig. 7) of plain vs residual nets",
         description="Degradation diagnostics. Every model is measured at initialisation on a seeded synthetic "
                     "batch; --checkpoint adds trained states (a torch.save'd dict with key 'model' holding a "
-                    "state_dict, as training writes them). Write to results/<suite>/analysis for the report "
+                    "state_dict, as training writes them, or the final weights a results folder keeps, "
+                    "weights/<trial>.safetensors). Write to results/<suite>/analysis for the report "
                     "to include them.")
     analyze.add_argument("--models", nargs="+", required=True, metavar="MODEL", help="e.g. plain56 resnet56")
     analyze.add_argument("--checkpoint", nargs="+", type=Path, metavar="PATH",
